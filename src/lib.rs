@@ -2,8 +2,20 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod crypto;
 pub mod dht;
+pub mod error;
 pub mod identity;
 pub mod peer;
+pub mod swarm;
+pub mod transport;
 pub mod wire;
+
+pub use config::Config;
+pub use error::Error;
+pub use identity::{DhtId, Keypair, NodeId};
+pub use peer::NodeInfo;
+pub use swarm::{Message, Swarm, SwarmEvent};
+pub mod cli;
+pub mod scenario;

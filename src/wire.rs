@@ -102,7 +102,9 @@ impl Decoder for FrameCodec {
             head.copy_from_slice(&src[..4]);
             u32::from_be_bytes(head) as usize
         });
-        self.inner.decode(src).map_err(|e| self.map_err(announced, e))
+        self.inner
+            .decode(src)
+            .map_err(|e| self.map_err(announced, e))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, WireError> {
@@ -126,7 +128,10 @@ impl Encoder<Bytes> for FrameCodec {
 }
 
 /// Decodes a protobuf message, mapping failures to [`WireError::Malformed`].
-pub fn decode<M: prost::Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, WireError> {
+pub fn decode<M: prost::Message + Default>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<M, WireError> {
     M::decode(bytes).map_err(|e| WireError::malformed(what, e))
 }
 
@@ -149,10 +154,9 @@ impl TryFrom<&pb::NodeInfo> for NodeInfo {
 
     fn try_from(n: &pb::NodeInfo) -> Result<Self, WireError> {
         let id = NodeId::from_bytes(&n.node_id).map_err(|e| WireError::malformed("NodeInfo", e))?;
-        let addr = n
-            .address
-            .parse()
-            .map_err(|_| WireError::malformed("NodeInfo", format!("bad address {:?}", n.address)))?;
+        let addr = n.address.parse().map_err(|_| {
+            WireError::malformed("NodeInfo", format!("bad address {:?}", n.address))
+        })?;
         Ok(NodeInfo { id, addr })
     }
 }
@@ -174,7 +178,10 @@ mod tests {
             }
             other => panic!("expected FrameTooLarge, got {other:?}"),
         }
-        assert!(buf.capacity() <= cap_before.max(64), "no allocation for the body");
+        assert!(
+            buf.capacity() <= cap_before.max(64),
+            "no allocation for the body"
+        );
     }
 
     #[test]

@@ -1,0 +1,71 @@
+//! The inbound path: validate an authenticated envelope, then route it to a waiting request, a node
+//! protocol or a registered application protocol.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::{DropReason, Message, SwarmEvent, SwarmInner};
+use crate::peer::NodeInfo;
+use crate::wire::pb;
+
+impl SwarmInner {
+    /// Handles one envelope from `from`; awaiting the protocol channel pushes back on that peer only.
+    pub(super) async fn dispatch(&self, from: NodeInfo, envelope: pb::Envelope) {
+        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        let meta = envelope.metadata.unwrap_or_default();
+        let drop_it = |reason: DropReason| {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(peer = %from.id.short(), protocol = %meta.protocol, ?reason, "message dropped");
+            self.emit(SwarmEvent::MessageDropped {
+                from: from.id,
+                protocol: meta.protocol.clone(),
+                reason,
+            });
+        };
+        if !self.is_compatible(&meta.client_version) {
+            return drop_it(DropReason::IncompatibleVersion);
+        }
+        if !self.within_skew(meta.timestamp) {
+            return drop_it(DropReason::ClockSkew);
+        }
+        let req_id = Uuid::from_slice(&meta.req_id).ok();
+        let message = Message {
+            sender: from,
+            protocol: meta.protocol.clone(),
+            payload: Bytes::from(envelope.payload),
+            req_id,
+            timestamp_ms: meta.timestamp,
+            client_version: meta.client_version.clone(),
+            author: from.id,
+            gossip: false,
+            swarm: self.weak_self(),
+        };
+        if meta.response {
+            let Some(req_id) = req_id else {
+                return drop_it(DropReason::UnmatchedResponse);
+            };
+            match self.requests.complete(from.id, req_id, message) {
+                Ok(()) => {
+                    self.stats.responses_matched.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => drop_it(DropReason::UnmatchedResponse),
+            }
+            return;
+        }
+        let Some(channel) = self.protocols.sender(&meta.protocol) else {
+            return drop_it(DropReason::UnknownProtocol);
+        };
+        match channel.send(message).await {
+            Ok(()) => {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => drop_it(DropReason::ProtocolClosed),
+        }
+    }
+
+    fn weak_self(&self) -> std::sync::Weak<SwarmInner> {
+        self.this.get().cloned().unwrap_or_default()
+    }
+}

@@ -1,0 +1,425 @@
+//! The [`Swarm`]: the public handle that ties a transport, the protocol registry and the request table
+//! together (the seed's `Service`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::config::{Config, semver_major};
+use crate::crypto::handshake::HandshakeConfig;
+use crate::error::Error;
+use crate::identity::{Keypair, NodeId};
+use crate::peer::NodeInfo;
+use crate::transport::tcp::TcpTransport;
+use crate::transport::tcp::connection::unix_ms;
+use crate::transport::{CloseReason, InboundHandler, PeerEvent, Transport};
+use crate::wire::pb;
+
+mod dispatch;
+pub mod message;
+pub mod protocols;
+pub mod requests;
+
+pub use message::Message;
+use protocols::ProtocolRegistry;
+use requests::RequestTable;
+
+/// Why an inbound message was dropped without delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// No protocol of that name is registered here.
+    UnknownProtocol,
+    /// The author's client version has another major.
+    IncompatibleVersion,
+    /// The authoring timestamp is outside `max_clock_skew`.
+    ClockSkew,
+    /// A response nobody waits for (late, or for a request we never sent to that peer).
+    UnmatchedResponse,
+    /// The protocol's receiver was dropped.
+    ProtocolClosed,
+}
+
+/// Something that happened in the swarm; read with [`Swarm::events`].
+#[derive(Clone, Debug)]
+pub enum SwarmEvent {
+    /// An authenticated connection to a peer is up.
+    PeerConnected(NodeInfo),
+    /// A peer connection closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: NodeId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A connection attempt failed before authentication (dial or inbound).
+    HandshakeFailed {
+        /// Remote socket address.
+        addr: SocketAddr,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// An inbound message was dropped.
+    MessageDropped {
+        /// The sending peer.
+        from: NodeId,
+        /// Its protocol.
+        protocol: String,
+        /// Why.
+        reason: DropReason,
+    },
+}
+
+/// Running counters of one swarm.
+#[derive(Default, Debug)]
+pub struct SwarmStats {
+    /// Envelopes received from the transport.
+    pub messages_in: AtomicU64,
+    /// Envelopes handed to the transport.
+    pub messages_out: AtomicU64,
+    /// Messages delivered to protocol channels.
+    pub delivered: AtomicU64,
+    /// Responses matched to requests.
+    pub responses_matched: AtomicU64,
+    /// Messages dropped, for any [`DropReason`].
+    pub dropped: AtomicU64,
+}
+
+/// A running node: the handle protocols use to talk to peers. Cheap to clone.
+#[derive(Clone)]
+pub struct Swarm {
+    /// Shared state.
+    inner: Arc<SwarmInner>,
+}
+
+/// State shared by the handle, the transport's inbound path and delivered messages.
+pub(crate) struct SwarmInner {
+    /// Our identity.
+    keypair: Keypair,
+    /// Our id and reachable address.
+    local: OnceLock<NodeInfo>,
+    /// Settings.
+    config: Config,
+    /// The network, set once at start.
+    transport: OnceLock<Arc<dyn Transport>>,
+    /// Registered protocols.
+    protocols: ProtocolRegistry,
+    /// Outstanding requests.
+    requests: RequestTable,
+    /// Event fan-out (bounded; slow readers lag).
+    events: broadcast::Sender<SwarmEvent>,
+    /// Counters.
+    stats: SwarmStats,
+    /// Cancelled by shutdown.
+    cancel: CancellationToken,
+    /// Background tasks of the swarm, joined on shutdown.
+    tasks: TaskTracker,
+    /// A weak pointer to ourselves, handed to delivered messages for `respond`.
+    this: OnceLock<Weak<SwarmInner>>,
+}
+
+impl Swarm {
+    /// Starts a node on real TCP with a fresh random identity.
+    pub async fn start(config: Config) -> Result<Swarm, Error> {
+        Self::start_with_key(config, Keypair::random()).await
+    }
+
+    /// Starts a node on real TCP with the given identity.
+    pub async fn start_with_key(config: Config, keypair: Keypair) -> Result<Swarm, Error> {
+        let listen = config.listen;
+        let net = config.net.clone();
+        let handshake = HandshakeConfig {
+            network_id: config.network_id,
+            client_version: config.client_version.clone(),
+            max_clock_skew: config.net.max_clock_skew,
+            listen_port: listen.port(),
+        };
+        Self::start_with_transport(config, keypair, move |keypair, handler| {
+            Box::pin(async move {
+                let t = TcpTransport::bind(listen, keypair, net, handshake, handler)
+                    .await
+                    .map_err(|e| Error::Bind {
+                        addr: listen,
+                        reason: e.to_string(),
+                    })?;
+                Ok(Arc::new(t) as Arc<dyn Transport>)
+            })
+        })
+        .await
+    }
+
+    /// Starts a node on a transport built by `make_transport` (the simulator uses this).
+    pub async fn start_with_transport<F>(
+        config: Config,
+        keypair: Keypair,
+        make_transport: F,
+    ) -> Result<Swarm, Error>
+    where
+        F: FnOnce(
+            Keypair,
+            Weak<dyn InboundHandler>,
+        ) -> BoxFuture<'static, Result<Arc<dyn Transport>, Error>>,
+    {
+        config.validate()?;
+        let (events, _) = broadcast::channel(config.swarm.event_queue);
+        let inner = Arc::new(SwarmInner {
+            keypair: keypair.clone(),
+            local: OnceLock::new(),
+            config,
+            transport: OnceLock::new(),
+            protocols: ProtocolRegistry::default(),
+            requests: RequestTable::default(),
+            events,
+            stats: SwarmStats::default(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            this: OnceLock::new(),
+        });
+        let _ = inner.this.set(Arc::downgrade(&inner));
+        let handler: Weak<dyn InboundHandler> = Arc::downgrade(&inner) as Weak<dyn InboundHandler>;
+        let transport = make_transport(keypair.clone(), handler).await?;
+        let local = NodeInfo::new(keypair.node_id(), transport.local_addr());
+        let _ = inner.local.set(local);
+        let _ = inner.transport.set(transport);
+        tracing::info!(node = %local, "swarm started");
+        Ok(Swarm { inner })
+    }
+
+    /// Our id and the address peers reach us at.
+    pub fn local_node(&self) -> NodeInfo {
+        self.inner.local()
+    }
+
+    /// The settings this node runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Counters of this node.
+    pub fn stats(&self) -> &SwarmStats {
+        &self.inner.stats
+    }
+
+    /// Subscribes to swarm events from now on.
+    pub fn events(&self) -> broadcast::Receiver<SwarmEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Peers with an open connection.
+    pub fn connected_peers(&self) -> Vec<NodeInfo> {
+        self.inner
+            .transport()
+            .map(|t| t.connected_peers())
+            .unwrap_or_default()
+    }
+
+    /// Opens an authenticated connection to the node a descriptor (`ip:port/base58`) names.
+    pub async fn connect(&self, descriptor: &str) -> Result<NodeInfo, Error> {
+        let node: NodeInfo = descriptor.parse()?;
+        self.connect_node(&node).await?;
+        Ok(node)
+    }
+
+    /// Opens an authenticated connection to `node`.
+    pub async fn connect_node(&self, node: &NodeInfo) -> Result<(), Error> {
+        let transport = self.inner.transport()?;
+        self.inner.guard(transport.connect(node)).await??;
+        Ok(())
+    }
+
+    /// Registers an application protocol; its validated messages arrive on the returned bounded channel.
+    ///
+    /// Names are 1 to 128 bytes; names starting with `/kadmesh/` are reserved; a name can be registered
+    /// again only after the previous receiver was dropped.
+    pub fn register_protocol(&self, name: &str) -> Result<mpsc::Receiver<Message>, Error> {
+        self.inner
+            .protocols
+            .register(name, self.inner.config.swarm.protocol_queue)
+    }
+
+    /// Sends a one-way message to a node whose address is known (connected peers).
+    pub async fn send_message(
+        &self,
+        to: &NodeId,
+        protocol: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), Error> {
+        let node = self.inner.resolve(to)?;
+        self.send_message_to(&node, protocol, payload).await
+    }
+
+    /// Sends a one-way message to `node` at its given address.
+    pub async fn send_message_to(
+        &self,
+        node: &NodeInfo,
+        protocol: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), Error> {
+        protocols::check_name(protocol)?;
+        self.inner
+            .send_envelope(node, protocol, payload.into(), None, false)
+            .await
+    }
+
+    /// Sends a request to a known node and waits up to `timeout` for its response.
+    pub async fn request(
+        &self,
+        to: &NodeId,
+        protocol: &str,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Message, Error> {
+        let node = self.inner.resolve(to)?;
+        self.request_to(&node, protocol, payload, timeout).await
+    }
+
+    /// Sends a request to `node` at its given address and waits up to `timeout` for the response, which
+    /// only that node can give (responses are matched by peer and request id).
+    pub async fn request_to(
+        &self,
+        node: &NodeInfo,
+        protocol: &str,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Message, Error> {
+        protocols::check_name(protocol)?;
+        self.inner
+            .request_raw(node, protocol, payload.into(), timeout)
+            .await
+    }
+
+    /// Stops the node: closes every connection, releases every pending call with [`Error::Shutdown`],
+    /// ends every protocol channel, and joins every task.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        self.inner.requests.clear();
+        self.inner.protocols.clear();
+        if let Some(t) = self.inner.transport.get() {
+            t.shutdown().await;
+        }
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+}
+
+impl SwarmInner {
+    fn local(&self) -> NodeInfo {
+        // Set before the handle is returned; the fallback is only for the transport's early callbacks.
+        self.local
+            .get()
+            .copied()
+            .unwrap_or_else(|| NodeInfo::new(self.keypair.node_id(), self.config.listen))
+    }
+
+    fn transport(&self) -> Result<&Arc<dyn Transport>, Error> {
+        if self.cancel.is_cancelled() {
+            return Err(Error::Shutdown);
+        }
+        self.transport.get().ok_or(Error::Shutdown)
+    }
+
+    /// Runs `fut` unless shutdown comes first.
+    async fn guard<T>(&self, fut: impl Future<Output = T>) -> Result<T, Error> {
+        tokio::select! {
+            r = fut => Ok(r),
+            _ = self.cancel.cancelled() => Err(Error::Shutdown),
+        }
+    }
+
+    /// The address of `id` among the nodes we know.
+    fn resolve(&self, id: &NodeId) -> Result<NodeInfo, Error> {
+        self.transport()?
+            .connected_peers()
+            .into_iter()
+            .find(|n| n.id == *id)
+            .ok_or(Error::NodeNotFound(*id))
+    }
+
+    fn emit(&self, event: SwarmEvent) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    /// Wraps `payload` in an envelope with our metadata and hands it to the transport.
+    pub(crate) async fn send_envelope(
+        &self,
+        to: &NodeInfo,
+        protocol: &str,
+        payload: Bytes,
+        req_id: Option<Uuid>,
+        response: bool,
+    ) -> Result<(), Error> {
+        let envelope = pb::Envelope {
+            metadata: Some(pb::Metadata {
+                protocol: protocol.to_owned(),
+                req_id: req_id.map(|id| id.as_bytes().to_vec()).unwrap_or_default(),
+                client_version: self.config.client_version.clone(),
+                timestamp: unix_ms(),
+                response,
+                ..Default::default()
+            }),
+            payload: payload.to_vec(),
+        };
+        let transport = self.transport()?;
+        self.guard(transport.send(to, envelope)).await??;
+        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sends a request and awaits the matching response from that peer.
+    pub(crate) async fn request_raw(
+        &self,
+        node: &NodeInfo,
+        protocol: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, Error> {
+        let (req_id, mut pending) = self.requests.insert(node.id);
+        let exchange = async {
+            self.send_envelope(node, protocol, payload, Some(req_id), false)
+                .await?;
+            (&mut pending.rx).await.map_err(|_| Error::Shutdown)
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) if self.cancel.is_cancelled() => Err(Error::Shutdown),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    fn is_compatible(&self, client_version: &str) -> bool {
+        semver_major(client_version).is_some()
+            && semver_major(client_version) == semver_major(&self.config.client_version)
+    }
+
+    fn within_skew(&self, timestamp_ms: i64) -> bool {
+        let skew = i64::try_from(self.config.net.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+        unix_ms().abs_diff(timestamp_ms) <= skew.unsigned_abs()
+    }
+}
+
+impl InboundHandler for SwarmInner {
+    fn handle_envelope(&self, from: NodeInfo, envelope: pb::Envelope) -> BoxFuture<'_, ()> {
+        Box::pin(self.dispatch(from, envelope))
+    }
+
+    fn peer_event(&self, event: PeerEvent) {
+        let event = match event {
+            PeerEvent::Connected { peer, .. } => SwarmEvent::PeerConnected(peer),
+            PeerEvent::Disconnected { peer, reason } => {
+                SwarmEvent::PeerDisconnected { peer, reason }
+            }
+            PeerEvent::HandshakeFailed { addr, reason } => {
+                SwarmEvent::HandshakeFailed { addr, reason }
+            }
+        };
+        self.emit(event);
+    }
+}

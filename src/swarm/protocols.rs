@@ -1,0 +1,93 @@
+//! The protocol registry: protocol name to the bounded channel of its [`Message`]s.
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use tokio::sync::mpsc;
+
+use super::message::Message;
+use crate::error::Error;
+
+/// Prefix of the names the node uses for its own protocols.
+pub const RESERVED_PREFIX: &str = "/kadmesh/";
+/// Longest protocol name accepted.
+pub const MAX_PROTOCOL_NAME: usize = 128;
+
+/// Registered protocols.
+#[derive(Default)]
+pub struct ProtocolRegistry {
+    /// Name to the sending side of the protocol's channel.
+    channels: DashMap<String, mpsc::Sender<Message>>,
+}
+
+/// Checks that `name` is a usable application protocol name.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > MAX_PROTOCOL_NAME {
+        return Err(Error::InvalidProtocolName(name.to_owned()));
+    }
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(Error::ReservedProtocol(name.to_owned()));
+    }
+    Ok(())
+}
+
+impl ProtocolRegistry {
+    /// Registers `name` with a channel of `capacity`; errors on a duplicate or reserved name.
+    pub fn register(&self, name: &str, capacity: usize) -> Result<mpsc::Receiver<Message>, Error> {
+        check_name(name)?;
+        match self.channels.entry(name.to_owned()) {
+            // A protocol whose receiver was dropped may be registered again.
+            Entry::Occupied(e) if !e.get().is_closed() => {
+                Err(Error::ProtocolAlreadyRegistered(name.to_owned()))
+            }
+            e => {
+                let (tx, rx) = mpsc::channel(capacity);
+                e.insert_entry(tx);
+                Ok(rx)
+            }
+        }
+    }
+
+    /// The channel of `name`, if registered (a clone: no map guard outlives the call).
+    pub fn sender(&self, name: &str) -> Option<mpsc::Sender<Message>> {
+        self.channels.get(name).map(|tx| tx.clone())
+    }
+
+    /// Drops every channel, so receivers see the end of their stream.
+    pub fn clear(&self) {
+        self.channels.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_reserved_and_bad_names_are_errors() {
+        let r = ProtocolRegistry::default();
+        let rx = r.register("chat", 4).unwrap();
+        assert!(matches!(
+            r.register("chat", 4),
+            Err(Error::ProtocolAlreadyRegistered(_))
+        ));
+        assert!(matches!(
+            r.register("/kadmesh/findnode/1", 4),
+            Err(Error::ReservedProtocol(_))
+        ));
+        assert!(matches!(
+            r.register("", 4),
+            Err(Error::InvalidProtocolName(_))
+        ));
+        assert!(matches!(
+            r.register(&"x".repeat(129), 4),
+            Err(Error::InvalidProtocolName(_))
+        ));
+        drop(rx);
+        assert!(
+            r.register("chat", 4).is_ok(),
+            "re-register after the receiver is gone"
+        );
+        assert!(r.sender("chat").is_some());
+        assert!(r.sender("nope").is_none());
+    }
+}

@@ -1,0 +1,187 @@
+//! The boundary between the [`Swarm`](crate::swarm::Swarm) and the networks it runs on.
+//!
+//! A transport delivers [`pb::Envelope`]s between authenticated nodes. The Swarm owns an
+//! `Arc<dyn Transport>` and hands the transport an [`InboundHandler`] for what arrives; the TCP transport
+//! (sockets, handshake, session crypto) and the in-memory simulator both implement it, so everything above
+//! this line is the same code on both.
+
+use std::net::SocketAddr;
+
+use futures::future::BoxFuture;
+
+use crate::identity::NodeId;
+use crate::peer::NodeInfo;
+use crate::wire::pb;
+
+pub mod tcp;
+
+/// Why a transport could not deliver or connect.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum TransportError {
+    /// The TCP connect failed or timed out.
+    #[error("dial {addr} failed: {reason}")]
+    Dial {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The connection handshake failed.
+    #[error("handshake with {addr} failed: {reason}")]
+    Handshake {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The connection closed before the envelope could be queued.
+    #[error("connection to {peer:?} closed: {reason}")]
+    Closed {
+        /// The peer.
+        peer: NodeId,
+        /// Why it closed.
+        reason: String,
+    },
+    /// The envelope does not fit in one frame.
+    #[error("message of {len} bytes exceeds the frame limit of {max} bytes")]
+    TooLarge {
+        /// Encoded size.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// The peer is unreachable (simulator: offline or partitioned).
+    #[error("peer {0:?} unreachable")]
+    Unreachable(NodeId),
+    /// The transport is shutting down.
+    #[error("transport is shut down")]
+    Shutdown,
+}
+
+/// Why a connection (or connection attempt) ended.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The local node shut down.
+    #[error("local shutdown")]
+    Shutdown,
+    /// Another connection to the same peer won the tie-break; this one drained and closed.
+    #[error("duplicate connection retired")]
+    Duplicate,
+    /// The peer closed the connection.
+    #[error("closed by peer")]
+    RemoteClosed,
+    /// The handshake did not finish within `handshake_timeout`.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// The handshake failed a check.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] crate::crypto::handshake::HandshakeError),
+    /// A length prefix announced a frame over `max_frame_len`.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// Announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The framing layer failed otherwise (truncated frame, socket error).
+    #[error("framing: {0}")]
+    Frame(String),
+    /// A sealed frame failed to open (MAC, padding, length, sequence).
+    #[error("session: {0}")]
+    Session(#[from] crate::crypto::session::SessionError),
+    /// A frame opened but did not hold a valid envelope.
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    /// No pong within `ping_timeout` after a keepalive ping.
+    #[error("keepalive timeout")]
+    KeepaliveTimeout,
+    /// The peer exceeded the inbound rate limit.
+    #[error("inbound rate limit exceeded")]
+    RateLimited,
+    /// Writing to the socket failed.
+    #[error("write failed: {0}")]
+    Write(String),
+    /// The listener refused the connection (a limit was reached).
+    #[error("refused: {0}")]
+    Refused(&'static str),
+}
+
+impl From<crate::wire::WireError> for CloseReason {
+    fn from(e: crate::wire::WireError) -> Self {
+        match e {
+            crate::wire::WireError::FrameTooLarge { len, max } => {
+                CloseReason::FrameTooLarge { len, max }
+            }
+            other => CloseReason::Frame(other.to_string()),
+        }
+    }
+}
+
+/// Whether we dialled a connection or accepted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// We dialled.
+    Outbound,
+    /// They dialled.
+    Inbound,
+}
+
+/// Something that happened to a peer connection, reported to the [`InboundHandler`].
+#[derive(Clone, Debug)]
+pub enum PeerEvent {
+    /// An authenticated connection is up.
+    Connected {
+        /// The peer.
+        peer: NodeInfo,
+        /// Who dialled.
+        direction: Direction,
+    },
+    /// A connection closed.
+    Disconnected {
+        /// The peer.
+        peer: NodeId,
+        /// Why it closed.
+        reason: CloseReason,
+    },
+    /// An inbound or outbound connection attempt failed before authentication.
+    HandshakeFailed {
+        /// The remote socket address.
+        addr: SocketAddr,
+        /// Why it failed.
+        reason: CloseReason,
+    },
+}
+
+/// Receives what a transport delivers. Implemented by the Swarm.
+pub trait InboundHandler: Send + Sync + 'static {
+    /// Handles one authenticated envelope from `from`. The transport awaits it before it reads the next
+    /// envelope from the same peer, so a slow consumer pushes back on that peer only.
+    fn handle_envelope(&self, from: NodeInfo, envelope: pb::Envelope) -> BoxFuture<'_, ()>;
+
+    /// Reports a connection event. Must not block.
+    fn peer_event(&self, event: PeerEvent);
+}
+
+/// A network the Swarm can send envelopes over.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `envelope` to `to`, connecting first if needed. Returns once the envelope is queued on an
+    /// authenticated connection (or lost, in the simulator's fault model).
+    fn send<'a>(
+        &'a self,
+        to: &'a NodeInfo,
+        envelope: pb::Envelope,
+    ) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// Makes sure an authenticated connection to `to` exists.
+    fn connect<'a>(&'a self, to: &'a NodeInfo) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// The address peers reach us at.
+    fn local_addr(&self) -> SocketAddr;
+
+    /// Peers with an open connection now.
+    fn connected_peers(&self) -> Vec<NodeInfo>;
+
+    /// Closes every connection and stops accepting; releases every waiting caller with an error.
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}

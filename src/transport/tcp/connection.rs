@@ -1,0 +1,444 @@
+//! One authenticated TCP connection: the handshake under a deadline, then a reader task and a writer task.
+//!
+//! The reader opens sealed frames, answers keepalive pings, enforces the inbound rate limit and hands each
+//! envelope to the [`InboundHandler`], awaiting it (backpressure on this peer only). The writer seals queued
+//! envelopes and batches them into few syscalls. Every close has a typed [`CloseReason`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use rand::SeedableRng;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::time::Instant;
+use tokio_util::codec::{Framed, FramedParts};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::TcpContext;
+use super::writer::FrameWriter;
+use crate::crypto::handshake::{Established, HandshakeError, Initiator, Responder};
+use crate::crypto::session::Opener;
+use crate::identity::NodeId;
+use crate::peer::NodeInfo;
+use crate::transport::{CloseReason, Direction, PeerEvent};
+use crate::wire::{self, FrameCodec, pb};
+
+/// Reserved protocol name of keepalive pings.
+pub const PING_PROTOCOL: &str = "/kadmesh/ping/1";
+/// Reserved protocol name of keepalive pongs.
+pub const PONG_PROTOCOL: &str = "/kadmesh/pong/1";
+/// How long a retired duplicate connection may take to drain before it is cut.
+const RETIRE_GRACE: Duration = Duration::from_secs(5);
+
+/// A handle on a live connection; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ConnectionHandle {
+    /// Unique id of this connection.
+    pub id: Uuid,
+    /// The authenticated peer.
+    pub peer: NodeInfo,
+    /// Who dialled.
+    pub direction: Direction,
+    /// The node that dialled this connection (for the simultaneous-dial tie-break).
+    pub initiator: NodeId,
+    /// Our end of the TCP connection.
+    pub local_socket: SocketAddr,
+    /// The peer's end of the TCP connection.
+    pub remote_socket: SocketAddr,
+    /// Seals and writes frames.
+    writer: Arc<FrameWriter>,
+    /// Cancelled when the connection is closed.
+    closed: CancellationToken,
+    /// Cancelled to retire the connection gracefully (drain, then close).
+    retire: CancellationToken,
+    /// The first close reason recorded.
+    reason: Arc<OnceLock<CloseReason>>,
+}
+
+impl ConnectionHandle {
+    /// True until the connection starts closing.
+    pub fn is_open(&self) -> bool {
+        !self.closed.is_cancelled() && !self.retire.is_cancelled()
+    }
+
+    /// Seals and sends an encoded envelope; waits while the connection's send buffer is full.
+    pub async fn send(&self, envelope: Bytes) -> Result<(), CloseReason> {
+        if !self.is_open() {
+            return Err(self.close_reason());
+        }
+        match self.writer.send(&envelope).await {
+            Ok(()) => Ok(()),
+            // The writer stopped taking frames: the connection is closing for its own reason.
+            Err(CloseReason::Shutdown) => Err(self.close_reason()),
+            Err(reason) => {
+                self.close(reason.clone());
+                Err(reason)
+            }
+        }
+    }
+
+    /// Why the connection closed (`Shutdown` if it has not recorded a reason).
+    pub fn close_reason(&self) -> CloseReason {
+        self.reason.get().cloned().unwrap_or(CloseReason::Shutdown)
+    }
+
+    /// Closes the connection now with `reason`.
+    pub fn close(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.writer.close();
+        self.closed.cancel();
+    }
+
+    /// Stops accepting new frames, flushes what is queued, and closes once the peer closes its side too.
+    pub fn retire(&self) {
+        let _ = self.reason.set(CloseReason::Duplicate);
+        self.writer.close();
+        self.retire.cancel();
+    }
+
+    /// Resolves when the connection has closed.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+}
+
+/// Unix time in milliseconds (0 if the clock is before 1970).
+pub(crate) fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn handshake_frame(msg: &pb::HandshakeData) -> Bytes {
+    wire::encode(msg)
+}
+
+async fn read_handshake(
+    framed: &mut Framed<TcpStream, FrameCodec>,
+) -> Result<pb::HandshakeData, CloseReason> {
+    match framed.next().await {
+        Some(Ok(frame)) => wire::decode("HandshakeData", &frame)
+            .map_err(|e| CloseReason::Handshake(HandshakeError::Malformed(e.to_string()))),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(CloseReason::RemoteClosed),
+    }
+}
+
+/// Dials `remote` and runs the initiator side of the handshake under `handshake_timeout`.
+pub(crate) async fn dial(
+    ctx: &TcpContext,
+    remote: &NodeInfo,
+) -> Result<(Framed<TcpStream, FrameCodec>, Established), CloseReason> {
+    let stream = TcpStream::connect(remote.addr)
+        .await
+        .map_err(|e| CloseReason::Frame(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let mut framed = Framed::new(stream, FrameCodec::new(ctx.config.max_frame_len));
+    let run = async {
+        let (initiator, hello) = Initiator::start(
+            &ctx.handshake,
+            &ctx.keypair,
+            &remote.id,
+            unix_ms(),
+            &mut rand::rng(),
+        )?;
+        framed.send(handshake_frame(&hello)).await?;
+        let reply = read_handshake(&mut framed).await?;
+        let (established, fin) = initiator.on_response(&reply, unix_ms())?;
+        framed.send(handshake_frame(&fin)).await?;
+        Ok::<_, CloseReason>(established)
+    };
+    let established = tokio::time::timeout(ctx.config.handshake_timeout, run)
+        .await
+        .map_err(|_| CloseReason::HandshakeTimeout)??;
+    Ok((framed, established))
+}
+
+/// Runs the responder side of the handshake on an accepted stream under `handshake_timeout`.
+pub(crate) async fn accept(
+    ctx: &TcpContext,
+    stream: TcpStream,
+) -> Result<(Framed<TcpStream, FrameCodec>, Established), CloseReason> {
+    let _ = stream.set_nodelay(true);
+    let mut framed = Framed::new(stream, FrameCodec::new(ctx.config.max_frame_len));
+    let run = async {
+        let hello = read_handshake(&mut framed).await?;
+        let (responder, reply) = Responder::on_hello(
+            &ctx.handshake,
+            &ctx.keypair,
+            &hello,
+            unix_ms(),
+            &mut rand::rng(),
+        )?;
+        framed.send(handshake_frame(&reply)).await?;
+        let fin = read_handshake(&mut framed).await?;
+        Ok::<_, CloseReason>(responder.on_finish(&fin)?)
+    };
+    let established = tokio::time::timeout(ctx.config.handshake_timeout, run)
+        .await
+        .map_err(|_| CloseReason::HandshakeTimeout)??;
+    Ok((framed, established))
+}
+
+/// Where an authenticated peer can be reached: the dialled address, or its IP with its announced port.
+pub(crate) fn peer_info(
+    established: &Established,
+    direction: Direction,
+    dialled: Option<SocketAddr>,
+    socket_peer: SocketAddr,
+) -> NodeInfo {
+    let addr = match (direction, dialled) {
+        (Direction::Outbound, Some(addr)) => addr,
+        _ if established.remote_listen_port != 0 => {
+            SocketAddr::new(socket_peer.ip(), established.remote_listen_port)
+        }
+        _ => socket_peer,
+    };
+    NodeInfo::new(established.remote, addr)
+}
+
+/// Starts the reader and writer tasks of an authenticated connection and returns its handle.
+///
+/// The reader waits for `ready` (the pool registers the connection first, so anything the peer sends
+/// can be answered on this same connection). `on_close` runs once, after both tasks have stopped.
+pub(crate) fn spawn(
+    ctx: &Arc<TcpContext>,
+    framed: Framed<TcpStream, FrameCodec>,
+    established: Established,
+    peer: NodeInfo,
+    direction: Direction,
+    ready: tokio::sync::oneshot::Receiver<()>,
+    on_close: impl FnOnce(&ConnectionHandle) + Send + 'static,
+) -> ConnectionHandle {
+    let parts = framed.into_parts();
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    let local_socket = parts.io.local_addr().unwrap_or(unspecified);
+    let remote_socket = parts.io.peer_addr().unwrap_or(unspecified);
+    let (read_half, write_half) = parts.io.into_split();
+    // Bytes the peer sent right after its last handshake frame may already be buffered: keep them.
+    let mut reader_parts =
+        FramedParts::new::<Bytes>(read_half, FrameCodec::new(ctx.config.max_frame_len));
+    reader_parts.read_buf = parts.read_buf;
+    let reader = Framed::from_parts(reader_parts);
+    let (sealer, opener) = established
+        .keys
+        .split(rand::rngs::StdRng::from_rng(&mut rand::rng()));
+    let writer = Arc::new(FrameWriter::new(
+        write_half,
+        sealer,
+        ctx.config.send_buffer,
+        ctx.config.max_frame_len,
+    ));
+    let closed = ctx.cancel.child_token();
+    let initiator = match direction {
+        Direction::Outbound => ctx.keypair.node_id(),
+        Direction::Inbound => peer.id,
+    };
+    let handle = ConnectionHandle {
+        id: Uuid::new_v4(),
+        peer,
+        direction,
+        initiator,
+        local_socket,
+        remote_socket,
+        writer,
+        closed: closed.clone(),
+        retire: CancellationToken::new(),
+        reason: Arc::new(OnceLock::new()),
+    };
+    ctx.live.send_modify(|n| *n += 1);
+    let writer_task = ctx.tasks.spawn(flush_loop(handle.clone()));
+    let reader_ctx = Arc::clone(ctx);
+    let reader_handle = handle.clone();
+    ctx.tasks.spawn(async move {
+        let reason = match ready.await {
+            Ok(()) => read_loop(&reader_ctx, &reader_handle, reader, opener).await,
+            Err(_) => CloseReason::Shutdown,
+        };
+        reader_handle.close(reason);
+        let _ = writer_task.await;
+        let reason = reader_handle.close_reason();
+        tracing::debug!(peer = %reader_handle.peer.id.short(), conn = %reader_handle.id, %reason, "connection closed");
+        on_close(&reader_handle);
+        reader_ctx.live.send_modify(|n| *n = n.saturating_sub(1));
+        if let Some(handler) = reader_ctx.handler.upgrade() {
+            handler.peer_event(PeerEvent::Disconnected {
+                peer: reader_handle.peer.id,
+                reason,
+            });
+        }
+    });
+    handle
+}
+
+/// Writes what senders left buffered; on retirement flushes everything and half-closes the socket.
+async fn flush_loop(handle: ConnectionHandle) {
+    let result = tokio::select! {
+        biased;
+        _ = handle.closed.cancelled() => Ok(()),
+        _ = handle.retire.cancelled() => {
+            let flushed = handle.writer.flush_pending().await;
+            handle.writer.shutdown_write();
+            flushed
+        }
+        r = handle.writer.run() => r,
+    };
+    if let Err(reason) = result {
+        handle.close(reason);
+    }
+}
+
+/// A token bucket over the tokio clock (so it follows virtual time in tests).
+struct TokenBucket {
+    /// Tokens added per second.
+    rate: f64,
+    /// Most tokens held.
+    burst: f64,
+    /// Tokens now.
+    tokens: f64,
+    /// When `tokens` was last brought up to date.
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32, now: Instant) -> Self {
+        Self {
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: now,
+        }
+    }
+
+    fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn control(protocol: &str, payload: Bytes) -> Bytes {
+    wire::encode(&pb::Envelope {
+        metadata: Some(pb::Metadata {
+            protocol: protocol.to_owned(),
+            timestamp: unix_ms(),
+            ..Default::default()
+        }),
+        payload: payload.to_vec(),
+    })
+}
+
+async fn read_loop(
+    ctx: &TcpContext,
+    handle: &ConnectionHandle,
+    mut reader: Framed<OwnedReadHalf, FrameCodec>,
+    mut opener: Opener,
+) -> CloseReason {
+    let cfg = &ctx.config;
+    let mut bucket = TokenBucket::new(cfg.rate_limit_per_sec, cfg.rate_limit_burst, Instant::now());
+    let mut last_rx = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
+    let mut ping_nonce: u64 = 0;
+    let retire_deadline = async {
+        handle.retire.cancelled().await;
+        tokio::time::sleep(RETIRE_GRACE).await;
+    };
+    tokio::pin!(retire_deadline);
+    loop {
+        let deadline = match ping_sent {
+            Some(at) => at + cfg.ping_timeout,
+            None => last_rx + cfg.ping_interval,
+        };
+        let frame = tokio::select! {
+            biased;
+            _ = handle.closed.cancelled() => return handle.close_reason(),
+            _ = &mut retire_deadline => return CloseReason::Duplicate,
+            _ = tokio::time::sleep_until(deadline) => {
+                if ping_sent.is_some() {
+                    return CloseReason::KeepaliveTimeout;
+                }
+                ping_nonce = ping_nonce.wrapping_add(1);
+                let ping = wire::encode(&pb::Ping { nonce: ping_nonce });
+                // A full queue means traffic is flowing anyway; the deadline still applies.
+                let _ = handle.writer.send_now(&control(PING_PROTOCOL, ping));
+                ping_sent = Some(Instant::now());
+                continue;
+            }
+            frame = reader.next() => frame,
+        };
+        let frame = match frame {
+            None if handle.retire.is_cancelled() => return CloseReason::Duplicate,
+            None => return CloseReason::RemoteClosed,
+            Some(Err(e)) => return e.into(),
+            Some(Ok(frame)) => frame,
+        };
+        tracing::trace!(conn = %handle.id, len = frame.len(), "reader got frame");
+        let now = Instant::now();
+        last_rx = now;
+        ping_sent = None;
+        if !bucket.try_take(now) {
+            return CloseReason::RateLimited;
+        }
+        let plaintext = match opener.open(&frame) {
+            Ok(p) => p,
+            Err(e) => return e.into(),
+        };
+        let envelope: pb::Envelope = match wire::decode("Envelope", &plaintext) {
+            Ok(env) => env,
+            Err(e) => return CloseReason::Malformed(e.to_string()),
+        };
+        let Some(meta) = envelope.metadata.as_ref() else {
+            return CloseReason::Malformed("envelope without metadata".into());
+        };
+        match meta.protocol.as_str() {
+            PING_PROTOCOL => {
+                let nonce = wire::decode::<pb::Ping>("Ping", &envelope.payload)
+                    .map(|p| p.nonce)
+                    .unwrap_or(0);
+                let pong = wire::encode(&pb::Pong { nonce });
+                let _ = handle.writer.send_now(&control(PONG_PROTOCOL, pong));
+            }
+            PONG_PROTOCOL => {}
+            _ => {
+                let Some(handler) = ctx.handler.upgrade() else {
+                    return CloseReason::Shutdown;
+                };
+                tokio::select! {
+                    biased;
+                    _ = handle.closed.cancelled() => return handle.close_reason(),
+                    _ = handler.handle_envelope(handle.peer, envelope) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn token_bucket_allows_burst_then_rate() {
+        let start = Instant::now();
+        let mut b = TokenBucket::new(10, 5, start);
+        assert!((0..5).all(|_| b.try_take(start)));
+        assert!(!b.try_take(start));
+        assert!(b.try_take(start + Duration::from_millis(100)));
+        assert!(!b.try_take(start + Duration::from_millis(100)));
+        // Never more than the burst, however long idle.
+        let later = start + Duration::from_secs(100);
+        assert!((0..5).all(|_| b.try_take(later)));
+        assert!(!b.try_take(later));
+    }
+}

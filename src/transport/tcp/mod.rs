@@ -1,0 +1,219 @@
+//! The TCP transport: a listener with inbound and pending-handshake limits, a [`ConnectionPool`] of
+//! authenticated connections, and the [`Transport`] implementation the Swarm uses.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::NetConfig;
+use crate::crypto::handshake::HandshakeConfig;
+use crate::identity::Keypair;
+use crate::peer::NodeInfo;
+use crate::transport::{
+    CloseReason, Direction, InboundHandler, PeerEvent, Transport, TransportError,
+};
+use crate::wire::{self, pb};
+
+pub mod connection;
+pub mod pool;
+mod writer;
+
+pub use connection::ConnectionHandle;
+pub use pool::ConnectionPool;
+
+/// State shared by the listener, the pool and every connection.
+pub(crate) struct TcpContext {
+    /// Our static identity.
+    pub(crate) keypair: Keypair,
+    /// Connection settings.
+    pub(crate) config: NetConfig,
+    /// What the handshake announces and checks.
+    pub(crate) handshake: HandshakeConfig,
+    /// Where authenticated envelopes go.
+    pub(crate) handler: Weak<dyn InboundHandler>,
+    /// Cancelled on shutdown; every connection's token is a child of it.
+    pub(crate) cancel: CancellationToken,
+    /// Every task of the transport, joined on shutdown.
+    pub(crate) tasks: TaskTracker,
+    /// Number of connections whose tasks are running (including retiring duplicates).
+    pub(crate) live: watch::Sender<usize>,
+}
+
+/// The TCP [`Transport`].
+pub struct TcpTransport {
+    /// Shared state.
+    ctx: Arc<TcpContext>,
+    /// Authenticated connections.
+    pool: Arc<ConnectionPool>,
+    /// The bound listening address.
+    local_addr: SocketAddr,
+}
+
+impl TcpTransport {
+    /// Binds `listen` and starts accepting connections.
+    pub async fn bind(
+        listen: SocketAddr,
+        keypair: Keypair,
+        config: NetConfig,
+        handshake: HandshakeConfig,
+        handler: Weak<dyn InboundHandler>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        let handshake = HandshakeConfig {
+            listen_port: local_addr.port(),
+            ..handshake
+        };
+        let ctx = Arc::new(TcpContext {
+            keypair,
+            config,
+            handshake,
+            handler,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            live: watch::Sender::new(0),
+        });
+        let pool = ConnectionPool::new(Arc::clone(&ctx));
+        ctx.tasks
+            .spawn(accept_loop(Arc::clone(&ctx), Arc::clone(&pool), listener));
+        Ok(Self {
+            ctx,
+            pool,
+            local_addr,
+        })
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &Arc<ConnectionPool> {
+        &self.pool
+    }
+
+    /// Watches the number of connections whose tasks run (including duplicates still draining).
+    pub fn live_connections(&self) -> watch::Receiver<usize> {
+        self.ctx.live.subscribe()
+    }
+}
+
+async fn accept_loop(ctx: Arc<TcpContext>, pool: Arc<ConnectionPool>, listener: TcpListener) {
+    let inbound = Arc::new(Semaphore::new(ctx.config.max_inbound));
+    let pending = Arc::new(Semaphore::new(ctx.config.max_pending_handshakes));
+    loop {
+        // At the pending-handshake limit we stop accepting: new connections wait in the OS backlog.
+        let pending_permit = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            p = Arc::clone(&pending).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let (stream, remote) = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let refuse = |reason: &'static str| {
+            tracing::debug!(%remote, reason, "refusing inbound connection");
+            if let Some(h) = ctx.handler.upgrade() {
+                h.peer_event(PeerEvent::HandshakeFailed {
+                    addr: remote,
+                    reason: CloseReason::Refused(reason),
+                });
+            }
+        };
+        let Ok(inbound_permit) = Arc::clone(&inbound).try_acquire_owned() else {
+            refuse("too many inbound connections");
+            continue;
+        };
+        let ctx2 = Arc::clone(&ctx);
+        let pool = Arc::clone(&pool);
+        ctx.tasks.spawn(async move {
+            let accepted = tokio::select! {
+                r = connection::accept(&ctx2, stream) => r,
+                _ = ctx2.cancel.cancelled() => return,
+            };
+            drop(pending_permit);
+            match accepted {
+                Ok((framed, established)) => {
+                    let peer =
+                        connection::peer_info(&established, Direction::Inbound, None, remote);
+                    let handle = pool.establish(framed, established, peer, Direction::Inbound);
+                    // The inbound slot stays taken until this connection closes.
+                    handle.closed().await;
+                    drop(inbound_permit);
+                }
+                Err(reason) => {
+                    tracing::debug!(%remote, %reason, "inbound handshake failed");
+                    if let Some(h) = ctx2.handler.upgrade() {
+                        h.peer_event(PeerEvent::HandshakeFailed {
+                            addr: remote,
+                            reason,
+                        });
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send<'a>(
+        &'a self,
+        to: &'a NodeInfo,
+        envelope: pb::Envelope,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move {
+            let bytes = wire::encode(&envelope);
+            let max = self.ctx.config.max_frame_len;
+            let sealed = crate::crypto::session::sealed_len(bytes.len());
+            if sealed > max {
+                return Err(TransportError::TooLarge { len: sealed, max });
+            }
+            // One retry: the connection we got may be a duplicate retired in the meantime.
+            let mut last = None;
+            for _ in 0..2 {
+                let conn = self.pool.get_connection(to).await?;
+                match conn.send(bytes.clone()).await {
+                    Ok(()) => return Ok(()),
+                    Err(reason) => last = Some(reason),
+                }
+            }
+            Err(TransportError::Closed {
+                peer: to.id,
+                reason: last.map(|r| r.to_string()).unwrap_or_default(),
+            })
+        })
+    }
+
+    fn connect<'a>(&'a self, to: &'a NodeInfo) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move { self.pool.get_connection(to).await.map(|_| ()) })
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    fn connected_peers(&self) -> Vec<NodeInfo> {
+        self.pool.connected()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.ctx.cancel.cancel();
+            self.pool.close_all();
+            self.ctx.tasks.close();
+            self.ctx.tasks.wait().await;
+        })
+    }
+}
