@@ -124,6 +124,7 @@ impl Keypair {
     }
 
     /// The underlying signing key, for ECDH and crypto internals.
+    #[allow(dead_code)] // not used by the crate yet; kept for crypto internals
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.secret
     }
@@ -241,6 +242,7 @@ impl PublicKey {
     }
 
     /// The underlying verifying key, for crypto internals.
+    #[allow(dead_code)] // used only by tests so far
     pub(crate) fn verifying_key(&self) -> &VerifyingKey {
         &self.0
     }
