@@ -33,6 +33,10 @@ pub struct Config {
     pub net: NetConfig,
     /// Protocol registry and request settings.
     pub swarm: SwarmConfig,
+    /// Routing table and lookup settings.
+    pub dht: DhtConfig,
+    /// Where to find the network at start.
+    pub bootstrap: BootstrapConfig,
 }
 
 impl Default for Config {
@@ -43,6 +47,8 @@ impl Default for Config {
             client_version: env!("CARGO_PKG_VERSION").to_owned(),
             net: NetConfig::default(),
             swarm: SwarmConfig::default(),
+            dht: DhtConfig::default(),
+            bootstrap: BootstrapConfig::default(),
         }
     }
 }
@@ -128,6 +134,57 @@ pub fn semver_major(version: &str) -> Option<u64> {
     (minor_patch_ok && parts.next().is_none()).then_some(major)
 }
 
+/// Routing table and lookup settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DhtConfig {
+    /// Number of k-buckets (default 20; the last takes every longer common prefix).
+    pub bucket_count: usize,
+    /// Nodes per bucket, k (default 20); also the size of lookup results.
+    pub bucket_size: usize,
+    /// FindNode requests in flight per lookup (default 3).
+    pub alpha: usize,
+    /// Bootstrap stops once the table holds this many nodes (default 20, capped by what exists).
+    pub min_routing_table: usize,
+    /// Timeout of one FindNode request (default 5 s).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Timeout of a whole lookup (default 30 s).
+    #[serde(with = "humantime_serde")]
+    pub lookup_timeout: Duration,
+    /// Timeout of the liveness ping sent to a full bucket's least-recently-seen node (default 5 s).
+    #[serde(with = "humantime_serde")]
+    pub ping_timeout: Duration,
+    /// Buckets untouched this long are refreshed with a lookup (default 10 min).
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            bucket_count: 20,
+            bucket_size: 20,
+            alpha: 3,
+            min_routing_table: 20,
+            request_timeout: Duration::from_secs(5),
+            lookup_timeout: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(5),
+            refresh_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Where to find the network at start.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootstrapConfig {
+    /// Boot node descriptors, `ip:port/base58key`.
+    pub nodes: Vec<String>,
+    /// Seed-list files (one descriptor a line, `#` comments), e.g. `bootstrap/localnet.txt`.
+    pub files: Vec<std::path::PathBuf>,
+}
+
 fn positive(key: &'static str, value: usize) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(ConfigError {
@@ -174,6 +231,26 @@ impl Config {
         positive("net.rate_limit_burst", n.rate_limit_burst as usize)?;
         positive("swarm.protocol_queue", self.swarm.protocol_queue)?;
         positive("swarm.event_queue", self.swarm.event_queue)?;
+        let d = &self.dht;
+        if !(1..=256).contains(&d.bucket_count) {
+            return Err(ConfigError {
+                key: "dht.bucket_count",
+                reason: format!("{} is outside 1..=256", d.bucket_count),
+            });
+        }
+        positive("dht.bucket_size", d.bucket_size)?;
+        positive("dht.alpha", d.alpha)?;
+        nonzero_duration("dht.request_timeout", d.request_timeout)?;
+        nonzero_duration("dht.lookup_timeout", d.lookup_timeout)?;
+        nonzero_duration("dht.ping_timeout", d.ping_timeout)?;
+        nonzero_duration("dht.refresh_interval", d.refresh_interval)?;
+        for (i, node) in self.bootstrap.nodes.iter().enumerate() {
+            node.parse::<crate::peer::NodeInfo>()
+                .map_err(|e| ConfigError {
+                    key: "bootstrap.nodes",
+                    reason: format!("entry {}: {e}", i + 1),
+                })?;
+        }
         Ok(())
     }
 }
@@ -195,8 +272,10 @@ mod tests {
         let mut c = Config::default();
         c.net.handshake_timeout = Duration::ZERO;
         assert_eq!(c.validate().unwrap_err().key, "net.handshake_timeout");
-        let mut c = Config::default();
-        c.client_version = "banana".into();
+        let c = Config {
+            client_version: "banana".into(),
+            ..Config::default()
+        };
         assert_eq!(c.validate().unwrap_err().key, "client_version");
         let mut c = Config::default();
         c.swarm.protocol_queue = 0;

@@ -46,6 +46,21 @@ pub enum Error {
     /// `respond` was called on a message that is not a request.
     #[error("message is not a request")]
     NotARequest,
+    /// Bootstrap was asked for but no boot node is configured.
+    #[error("no boot nodes configured")]
+    NoBootNodes,
+    /// No boot node answered.
+    #[error("bootstrap failed: none of {tried} boot nodes answered")]
+    BootstrapFailed {
+        /// Boot nodes tried.
+        tried: usize,
+    },
+    /// A peer sent an unusable FindNode response.
+    #[error(transparent)]
+    FindNode(#[from] crate::swarm::FindNodeError),
+    /// A seed-list file could not be used.
+    #[error(transparent)]
+    SeedList(#[from] crate::dht::seeds::SeedListError),
     /// The swarm is shutting down or has shut down.
     #[error("swarm is shut down")]
     Shutdown,

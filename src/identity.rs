@@ -123,12 +123,6 @@ impl Keypair {
         sig.to_bytes().into()
     }
 
-    /// The underlying signing key, for ECDH and crypto internals.
-    #[allow(dead_code)] // not used by the crate yet; kept for crypto internals
-    pub(crate) fn signing_key(&self) -> &SigningKey {
-        &self.secret
-    }
-
     /// Loads the key pair from `path`, or creates it there (mode 0600) when the file does not exist.
     ///
     /// A file that exists but does not hold a valid key is an error: it is never replaced.
@@ -241,8 +235,8 @@ impl PublicKey {
         self.0.verify_prehash(digest, &sig).is_ok()
     }
 
-    /// The underlying verifying key, for crypto internals.
-    #[allow(dead_code)] // used only by tests so far
+    /// The underlying verifying key (tests use it to build uncompressed encodings).
+    #[cfg(test)]
     pub(crate) fn verifying_key(&self) -> &VerifyingKey {
         &self.0
     }

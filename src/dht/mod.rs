@@ -1,4 +1,5 @@
-//! Kademlia DHT: the routing table and the iterative lookup.
+//! Kademlia DHT: the routing table, the iterative lookup and seed lists.
 
 pub mod lookup;
+pub mod seeds;
 pub mod table;

@@ -42,16 +42,22 @@ impl SwarmInner {
             gossip: false,
             swarm: self.weak_self(),
         };
+        // The session authenticated the sender: it is alive and reachable.
+        self.saw_node(&from);
         if meta.response {
             let Some(req_id) = req_id else {
                 return drop_it(DropReason::UnmatchedResponse);
             };
-            match self.requests.complete(from.id, req_id, message) {
-                Ok(()) => {
-                    self.stats.responses_matched.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => drop_it(DropReason::UnmatchedResponse),
+            if self.requests.complete(from.id, req_id, message) {
+                self.stats.responses_matched.fetch_add(1, Ordering::Relaxed);
+            } else {
+                drop_it(DropReason::UnmatchedResponse);
             }
+            return;
+        }
+        if meta.protocol.starts_with(super::protocols::RESERVED_PREFIX)
+            && self.serve_internal(&message).await
+        {
             return;
         }
         let Some(channel) = self.protocols.sender(&meta.protocol) else {
@@ -65,7 +71,7 @@ impl SwarmInner {
         }
     }
 
-    fn weak_self(&self) -> std::sync::Weak<SwarmInner> {
+    pub(super) fn weak_self(&self) -> std::sync::Weak<SwarmInner> {
         self.this.get().cloned().unwrap_or_default()
     }
 }

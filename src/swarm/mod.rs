@@ -15,19 +15,25 @@ use uuid::Uuid;
 
 use crate::config::{Config, semver_major};
 use crate::crypto::handshake::HandshakeConfig;
+use crate::dht::lookup::{LookupReport, LookupResult, LookupTarget};
+use crate::dht::table::{RoutingTable, TableConfig};
 use crate::error::Error;
-use crate::identity::{Keypair, NodeId};
+use crate::identity::{DhtId, Keypair, NodeId};
 use crate::peer::NodeInfo;
 use crate::transport::tcp::TcpTransport;
 use crate::transport::tcp::connection::unix_ms;
 use crate::transport::{CloseReason, InboundHandler, PeerEvent, Transport};
 use crate::wire::pb;
 
+mod dht;
 mod dispatch;
 pub mod message;
 pub mod protocols;
 pub mod requests;
 
+pub use dht::{
+    BootstrapReport, FINDNODE_PROTOCOL, FindNodeError, PING_PROTOCOL, parse_find_node_response,
+};
 pub use message::Message;
 use protocols::ProtocolRegistry;
 use requests::RequestTable;
@@ -90,6 +96,10 @@ pub struct SwarmStats {
     pub responses_matched: AtomicU64,
     /// Messages dropped, for any [`DropReason`].
     pub dropped: AtomicU64,
+    /// FindNode requests or responses rejected as malformed or oversized.
+    pub findnode_bad: AtomicU64,
+    /// Lookups completed.
+    pub lookups: AtomicU64,
 }
 
 /// A running node: the handle protocols use to talk to peers. Cheap to clone.
@@ -113,6 +123,8 @@ pub(crate) struct SwarmInner {
     protocols: ProtocolRegistry,
     /// Outstanding requests.
     requests: RequestTable,
+    /// Kademlia routing table; the lock is never held across an await.
+    table: std::sync::Mutex<RoutingTable>,
     /// Event fan-out (bounded; slow readers lag).
     events: broadcast::Sender<SwarmEvent>,
     /// Counters.
@@ -169,6 +181,11 @@ impl Swarm {
     {
         config.validate()?;
         let (events, _) = broadcast::channel(config.swarm.event_queue);
+        let table_config = TableConfig {
+            bucket_count: config.dht.bucket_count,
+            bucket_size: config.dht.bucket_size,
+            ..TableConfig::default()
+        };
         let inner = Arc::new(SwarmInner {
             keypair: keypair.clone(),
             local: OnceLock::new(),
@@ -176,6 +193,10 @@ impl Swarm {
             transport: OnceLock::new(),
             protocols: ProtocolRegistry::default(),
             requests: RequestTable::default(),
+            table: std::sync::Mutex::new(RoutingTable::new(
+                keypair.node_id().dht_id(),
+                table_config,
+            )),
             events,
             stats: SwarmStats::default(),
             cancel: CancellationToken::new(),
@@ -188,6 +209,10 @@ impl Swarm {
         let local = NodeInfo::new(keypair.node_id(), transport.local_addr());
         let _ = inner.local.set(local);
         let _ = inner.transport.set(transport);
+        inner.tasks.spawn(SwarmInner::refresh_loop(
+            Arc::downgrade(&inner),
+            inner.cancel.clone(),
+        ));
         tracing::info!(node = %local, "swarm started");
         Ok(Swarm { inner })
     }
@@ -244,14 +269,16 @@ impl Swarm {
             .register(name, self.inner.config.swarm.protocol_queue)
     }
 
-    /// Sends a one-way message to a node whose address is known (connected peers).
+    /// Sends a one-way message to the node `to`: its address comes from the routing table, else a
+    /// DHT lookup ([`Error::NodeNotFound`] if that fails).
     pub async fn send_message(
         &self,
         to: &NodeId,
         protocol: &str,
         payload: impl Into<Bytes>,
     ) -> Result<(), Error> {
-        let node = self.inner.resolve(to)?;
+        protocols::check_name(protocol)?;
+        let (node, _) = self.inner.guard(self.inner.find_address(to)).await??;
         self.send_message_to(&node, protocol, payload).await
     }
 
@@ -268,7 +295,8 @@ impl Swarm {
             .await
     }
 
-    /// Sends a request to a known node and waits up to `timeout` for its response.
+    /// Sends a request to the node `to` (found like [`Swarm::send_message`] does) and waits up to
+    /// `timeout` for its response; the lookup, if any, is not counted in `timeout`.
     pub async fn request(
         &self,
         to: &NodeId,
@@ -276,8 +304,75 @@ impl Swarm {
         payload: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<Message, Error> {
-        let node = self.inner.resolve(to)?;
+        protocols::check_name(protocol)?;
+        let (node, _) = self.inner.guard(self.inner.find_address(to)).await??;
         self.request_to(&node, protocol, payload, timeout).await
+    }
+
+    /// Finds the address of `id` with an iterative FindNode lookup (even if the table knows it),
+    /// returning the node and the lookup's report (rounds, FindNode RPCs, failures, time).
+    pub async fn lookup(&self, id: &NodeId) -> Result<(NodeInfo, LookupReport), Error> {
+        let outcome = self.inner.run_lookup(LookupTarget::Node(*id), None).await?;
+        match outcome.result {
+            LookupResult::Found(node) => Ok((node, outcome.report)),
+            _ => Err(Error::NodeNotFound(*id)),
+        }
+    }
+
+    /// The `k` live nodes closest to `target` found by an iterative lookup, closest first.
+    pub async fn closest_nodes(
+        &self,
+        target: &DhtId,
+    ) -> Result<(Vec<NodeInfo>, LookupReport), Error> {
+        let outcome = self
+            .inner
+            .run_lookup(LookupTarget::Closest(*target), None)
+            .await?;
+        match outcome.result {
+            LookupResult::Closest(nodes) => Ok((nodes, outcome.report)),
+            _ => Ok((Vec::new(), outcome.report)),
+        }
+    }
+
+    /// Joins the network from the configured boot nodes (`bootstrap.nodes` and `bootstrap.files`): looks
+    /// up our own id, then random ids in still-empty buckets, until no new nodes appear or the table holds
+    /// `dht.min_routing_table` nodes.
+    pub async fn bootstrap(&self) -> Result<BootstrapReport, Error> {
+        self.inner.guard(self.inner.bootstrap(None)).await?
+    }
+
+    /// Like [`Swarm::bootstrap`], from the given boot nodes.
+    pub async fn bootstrap_from(&self, boot: Vec<NodeInfo>) -> Result<BootstrapReport, Error> {
+        self.inner.guard(self.inner.bootstrap(Some(boot))).await?
+    }
+
+    /// Pings `node`; when it answers it enters the routing table (the seed's "update with node").
+    pub async fn add_node(&self, node: &NodeInfo) -> Result<(), Error> {
+        let timeout = self.inner.config.dht.ping_timeout;
+        self.inner
+            .request_raw(node, PING_PROTOCOL, Bytes::new(), timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// Nodes in the routing table.
+    pub fn table_len(&self) -> usize {
+        self.inner.table().len()
+    }
+
+    /// True if the routing table holds `id`.
+    pub fn table_contains(&self, id: &NodeId) -> bool {
+        self.inner.table().contains(id)
+    }
+
+    /// A copy of the routing table's nodes, bucket by bucket (index, nodes most recently seen first).
+    pub fn table_snapshot(&self) -> Vec<(usize, Vec<NodeInfo>)> {
+        self.inner
+            .table()
+            .buckets()
+            .filter(|b| !b.entries().is_empty())
+            .map(|b| (b.index(), b.entries().iter().map(|r| *r.node()).collect()))
+            .collect()
     }
 
     /// Sends a request to `node` at its given address and waits up to `timeout` for the response, which
@@ -318,7 +413,7 @@ impl SwarmInner {
             .unwrap_or_else(|| NodeInfo::new(self.keypair.node_id(), self.config.listen))
     }
 
-    fn transport(&self) -> Result<&Arc<dyn Transport>, Error> {
+    pub(crate) fn transport(&self) -> Result<&Arc<dyn Transport>, Error> {
         if self.cancel.is_cancelled() {
             return Err(Error::Shutdown);
         }
@@ -331,15 +426,6 @@ impl SwarmInner {
             r = fut => Ok(r),
             _ = self.cancel.cancelled() => Err(Error::Shutdown),
         }
-    }
-
-    /// The address of `id` among the nodes we know.
-    fn resolve(&self, id: &NodeId) -> Result<NodeInfo, Error> {
-        self.transport()?
-            .connected_peers()
-            .into_iter()
-            .find(|n| n.id == *id)
-            .ok_or(Error::NodeNotFound(*id))
     }
 
     fn emit(&self, event: SwarmEvent) {

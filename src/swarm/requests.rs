@@ -46,11 +46,11 @@ impl RequestTable {
         )
     }
 
-    /// Hands `response` to the caller waiting for `(from, req_id)`; gives it back if none waits.
-    pub fn complete(&self, from: NodeId, req_id: Uuid, response: Message) -> Result<(), Message> {
+    /// Hands `response` to the caller waiting for `(from, req_id)`; false if none waits (any more).
+    pub fn complete(&self, from: NodeId, req_id: Uuid, response: Message) -> bool {
         match self.pending.remove(&(from, req_id)) {
-            Some((_, tx)) => tx.send(response),
-            None => Err(response),
+            Some((_, tx)) => tx.send(response).is_ok(),
+            None => false,
         }
     }
 

@@ -27,10 +27,10 @@ use crate::peer::NodeInfo;
 use crate::transport::{CloseReason, Direction, PeerEvent};
 use crate::wire::{self, FrameCodec, pb};
 
-/// Reserved protocol name of keepalive pings.
-pub const PING_PROTOCOL: &str = "/kadmesh/ping/1";
-/// Reserved protocol name of keepalive pongs.
-pub const PONG_PROTOCOL: &str = "/kadmesh/pong/1";
+/// Reserved protocol name of connection keepalive pings (answered by the connection itself).
+pub const PING_PROTOCOL: &str = "/kadmesh/keepalive/ping";
+/// Reserved protocol name of connection keepalive pongs.
+pub const PONG_PROTOCOL: &str = "/kadmesh/keepalive/pong";
 /// How long a retired duplicate connection may take to drain before it is cut.
 const RETIRE_GRACE: Duration = Duration::from_secs(5);
 

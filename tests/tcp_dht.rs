@@ -1,0 +1,196 @@
+//! The DHT over real TCP on 127.0.0.1: the seed rows "Send message to unknown node (Simple FindNode)",
+//! "Bootstrap" and "Send message to node we don't know after Bootstrap", plus lookup correctness.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{WAIT, local_config, node};
+use kadmesh::{Config, DhtId, Error, NodeInfo, Swarm};
+use rand::{RngExt, SeedableRng};
+use tokio::time::timeout;
+
+async fn start_many(n: usize, config: &Config) -> Vec<Swarm> {
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        nodes.push(Swarm::start(config.clone()).await.unwrap());
+    }
+    nodes
+}
+
+/// Boot nodes that know each other, then `n` nodes bootstrapped from them, all in one process.
+async fn network(boot: usize, n: usize) -> (Vec<Swarm>, Vec<Swarm>) {
+    let config = local_config();
+    let boots = start_many(boot, &config).await;
+    let boot_infos: Vec<NodeInfo> = boots.iter().map(|b| b.local_node()).collect();
+    for b in &boots {
+        let others: Vec<NodeInfo> = boot_infos
+            .iter()
+            .filter(|i| i.id != b.local_node().id)
+            .copied()
+            .collect();
+        if !others.is_empty() {
+            b.bootstrap_from(others).await.unwrap();
+        }
+    }
+    let nodes = start_many(n, &config).await;
+    let mut joins = tokio::task::JoinSet::new();
+    for node in &nodes {
+        let (node, boot) = (node.clone(), boot_infos.clone());
+        joins.spawn(async move { node.bootstrap_from(boot).await });
+    }
+    for r in joins.join_all().await {
+        let report = r.expect("every node bootstraps");
+        assert!(report.boot_nodes_answered >= 1);
+        assert!(report.table_size >= 1);
+    }
+    (boots, nodes)
+}
+
+async fn shutdown_all(nodes: impl IntoIterator<Item = Swarm>) {
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_to_unknown_node_through_find_node() {
+    let n1 = node().await;
+    let n2 = node().await;
+    let n3 = node().await;
+    let mut inbox = n3.register_protocol("chat").unwrap();
+    // 2 and 3 know only node 1.
+    n2.add_node(&n1.local_node()).await.unwrap();
+    n3.add_node(&n1.local_node()).await.unwrap();
+    assert!(n2.table_contains(&n1.local_node().id));
+    assert!(!n2.table_contains(&n3.local_node().id));
+    assert!(
+        n2.connected_peers()
+            .iter()
+            .all(|p| p.id != n3.local_node().id)
+    );
+
+    n2.send_message(&n3.local_node().id, "chat", &b"found you"[..])
+        .await
+        .unwrap();
+    let got = timeout(WAIT, inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(got.data(), b"found you");
+    assert_eq!(got.sender().id, n2.local_node().id);
+
+    let (found, report) = n2.lookup(&n3.local_node().id).await.unwrap();
+    assert_eq!(found, n3.local_node());
+    assert!(report.rpcs >= 1);
+    shutdown_all([n1, n2, n3]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_nodes_bootstrap_from_three_boot_nodes() {
+    let (boots, nodes) = network(3, 10).await;
+    for n in &nodes {
+        assert!(n.table_len() >= 3, "table of {} nodes", n.table_len());
+    }
+    shutdown_all(boots.into_iter().chain(nodes)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_bootstrap_messages_to_unknown_nodes_arrive() {
+    let (boots, nodes) = network(5, 60).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut inboxes: Vec<_> = nodes
+        .iter()
+        .map(|n| n.register_protocol("chat").unwrap())
+        .collect();
+    let mut sent = 0;
+    while sent < 20 {
+        let from = rng.random_range(0..nodes.len());
+        let to = rng.random_range(0..nodes.len());
+        let target = nodes[to].local_node().id;
+        if from == to || nodes[from].table_contains(&target) {
+            continue;
+        }
+        let body = format!("message {sent}");
+        nodes[from]
+            .send_message(&target, "chat", body.clone())
+            .await
+            .unwrap();
+        let got = timeout(WAIT, inboxes[to].recv()).await.unwrap().unwrap();
+        assert_eq!(got.data(), body.as_bytes());
+        assert_eq!(got.sender().id, nodes[from].local_node().id);
+        sent += 1;
+    }
+    shutdown_all(boots.into_iter().chain(nodes)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closest_lookups_return_the_true_k_closest() {
+    const K: usize = 20;
+    let (boots, nodes) = network(5, 100).await;
+    let all: Vec<NodeInfo> = boots.iter().chain(&nodes).map(|n| n.local_node()).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut exact = 0;
+    const LOOKUPS: usize = 100;
+    for _ in 0..LOOKUPS {
+        let from = &nodes[rng.random_range(0..nodes.len())];
+        let target = DhtId::random(&mut rng);
+        let (found, _) = from.closest_nodes(&target).await.unwrap();
+        let mut truth: Vec<NodeInfo> = all
+            .iter()
+            .filter(|n| n.id != from.local_node().id)
+            .copied()
+            .collect();
+        truth.sort_by_key(|n| n.dht_id().distance(&target));
+        truth.truncate(K);
+        let found: HashSet<_> = found.iter().map(|n| n.id).collect();
+        let truth: HashSet<_> = truth.iter().map(|n| n.id).collect();
+        if found == truth {
+            exact += 1;
+        }
+    }
+    assert!(exact * 100 >= LOOKUPS * 99, "exact in {exact} of {LOOKUPS}");
+    shutdown_all(boots.into_iter().chain(nodes)).await;
+}
+
+#[tokio::test]
+async fn unreachable_boot_nodes_fail_fast_with_a_typed_error() {
+    let mut config = local_config();
+    config.net.dial_timeout = Duration::from_secs(60);
+    let n = Swarm::start(config).await.unwrap();
+    // Ports that were just free: connections are refused at once.
+    let mut boot = Vec::new();
+    for _ in 0..3 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        boot.push(NodeInfo::new(
+            kadmesh::Keypair::random().node_id(),
+            l.local_addr().unwrap(),
+        ));
+    }
+    let r = timeout(WAIT, n.bootstrap_from(boot))
+        .await
+        .expect("did not wait for dial timeouts");
+    assert!(
+        matches!(r, Err(Error::BootstrapFailed { tried: 3 })),
+        "{r:?}"
+    );
+    assert!(matches!(n.bootstrap().await, Err(Error::NoBootNodes)));
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn seed_list_file_errors_name_the_line() {
+    let dir = std::env::temp_dir().join(format!("kadmesh-seeds-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("seeds.txt");
+    std::fs::write(&file, "# comment\n\n127.0.0.1:1/nonsense\n").unwrap();
+    let mut config = local_config();
+    config.bootstrap.files = vec![file];
+    let n = Swarm::start(config).await.unwrap();
+    match n.bootstrap().await {
+        Err(Error::SeedList(kadmesh::dht::seeds::SeedListError::BadLine { line, .. })) => {
+            assert_eq!(line, 3)
+        }
+        other => panic!("{other:?}"),
+    }
+    n.shutdown().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
