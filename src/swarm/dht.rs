@@ -74,6 +74,11 @@ impl SwarmInner {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The node's seeded random number generator.
+    pub(super) fn rng(&self) -> std::sync::MutexGuard<'_, rand::rngs::StdRng> {
+        self.rng.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records that `node` proved itself alive; pings a full bucket's oldest entry when needed.
     pub(super) fn saw_node(&self, node: &NodeInfo) {
         let outcome = self.table().update(node, Instant::now());
@@ -332,10 +337,10 @@ impl SwarmInner {
         }
         let targets: Vec<DhtId> = {
             let t = self.table();
-            let mut rng = rand::rng();
+            let mut rng = self.rng();
             t.stale_buckets(Instant::now(), older_than)
                 .into_iter()
-                .map(|i| t.random_id_in_bucket(i, &mut rng))
+                .map(|i| t.random_id_in_bucket(i, &mut *rng))
                 .collect()
         };
         for target in targets {

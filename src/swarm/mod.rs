@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -125,6 +127,8 @@ pub(crate) struct SwarmInner {
     requests: RequestTable,
     /// Kademlia routing table; the lock is never held across an await.
     table: std::sync::Mutex<RoutingTable>,
+    /// The node's random choices; seeded for reproducible simulations. Never held across an await.
+    rng: std::sync::Mutex<StdRng>,
     /// Event fan-out (bounded; slow readers lag).
     events: broadcast::Sender<SwarmEvent>,
     /// Counters.
@@ -153,7 +157,7 @@ impl Swarm {
             max_clock_skew: config.net.max_clock_skew,
             listen_port: listen.port(),
         };
-        Self::start_with_transport(config, keypair, move |keypair, handler| {
+        Self::start_with_transport(config, keypair, None, move |keypair, handler| {
             Box::pin(async move {
                 let t = TcpTransport::bind(listen, keypair, net, handshake, handler)
                     .await
@@ -168,9 +172,13 @@ impl Swarm {
     }
 
     /// Starts a node on a transport built by `make_transport` (the simulator uses this).
+    ///
+    /// `rng_seed` seeds the node's own random choices (random lookup targets; later gossip peers), so a
+    /// simulated run is reproducible; `None` seeds from the OS.
     pub async fn start_with_transport<F>(
         config: Config,
         keypair: Keypair,
+        rng_seed: Option<u64>,
         make_transport: F,
     ) -> Result<Swarm, Error>
     where
@@ -197,6 +205,10 @@ impl Swarm {
                 keypair.node_id().dht_id(),
                 table_config,
             )),
+            rng: std::sync::Mutex::new(match rng_seed {
+                Some(seed) => StdRng::seed_from_u64(seed),
+                None => StdRng::from_rng(&mut rand::rng()),
+            }),
             events,
             stats: SwarmStats::default(),
             cancel: CancellationToken::new(),
