@@ -61,6 +61,9 @@ pub enum Error {
     /// A seed-list file could not be used.
     #[error(transparent)]
     SeedList(#[from] crate::dht::seeds::SeedListError),
+    /// The build does not support this yet.
+    #[error("{0} is not available")]
+    Unsupported(&'static str),
     /// The swarm is shutting down or has shut down.
     #[error("swarm is shut down")]
     Shutdown,

@@ -1,37 +1,65 @@
-//! `kadmesh bench`: runs a scenario, prints a summary table, and writes the JSON report if asked.
+//! `kadmesh bench SCENARIO`: runs a scenario, prints a summary table, writes the JSON report if asked,
+//! and exits non-zero when the scenario's expected result fails.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 
 use super::CliResult;
 use crate::scenario::latency::{self, LatencyParams};
+use crate::scenario::params::{FaultKind, ScenarioParams, TransportKind};
+use crate::scenario::report::Report;
+use crate::scenario::{self, ScenarioKind};
 
 /// Arguments of `kadmesh bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// The scenario.
-    #[command(subcommand)]
-    pub scenario: Scenario,
-}
-
-/// The scenarios.
-#[derive(Subcommand, Debug)]
-pub enum Scenario {
-    /// Request/response round trips between two nodes on loopback TCP, against raw TCP.
-    Latency(LatencyArgs),
-}
-
-/// Arguments of `kadmesh bench latency`.
-#[derive(Args, Debug)]
-pub struct LatencyArgs {
-    /// Round trips to measure (each of kadmesh and raw TCP).
+    #[arg(value_enum)]
+    pub scenario: ScenarioKind,
+    /// Where the nodes run [default: sim; tcp for latency].
+    #[arg(long, value_enum)]
+    pub transport: Option<TransportKind>,
+    /// Nodes in all, boot nodes included [default: 1000; 100 on tcp].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+    pub nodes: Option<u32>,
+    /// Boot nodes.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub boot_nodes: u32,
+    /// Bucket size k.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub bucket_size: u32,
+    /// Number of buckets.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub bucket_count: u32,
+    /// Bootstrap stops at this routing-table size.
+    #[arg(long, default_value_t = 20)]
+    pub min_table: u32,
+    /// Lookup parallelism.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub alpha: u32,
+    /// Percent of the nodes that are faulty (never boot nodes).
+    #[arg(long, default_value_t = 0.0)]
+    pub faulty: f64,
+    /// What faulty nodes do.
+    #[arg(long, value_enum, default_value_t = FaultKind::None)]
+    pub fault: FaultKind,
+    /// Loss probability of the drop fault.
+    #[arg(long, default_value_t = 0.5)]
+    pub drop_rate: f64,
+    /// Sends to unknown nodes to measure [default: 1000; 100 on tcp].
+    #[arg(long)]
+    pub lookups: Option<u32>,
+    /// Round trips to measure (latency).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub messages: u32,
-    /// Payload size in bytes.
+    /// Payload size in bytes (latency).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
     pub size: u32,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -39,12 +67,110 @@ pub struct LatencyArgs {
 
 /// Runs the chosen scenario.
 pub fn run(args: BenchArgs) -> CliResult {
-    match args.scenario {
-        Scenario::Latency(a) => run_latency(a),
+    if args.scenario == ScenarioKind::Latency {
+        return run_latency(&args);
+    }
+    let transport = args.transport.unwrap_or(TransportKind::Sim);
+    let small = transport == TransportKind::Tcp;
+    let params = ScenarioParams {
+        transport,
+        nodes: args
+            .nodes
+            .map_or(if small { 100 } else { 1000 }, |n| n as usize),
+        boot_nodes: args.boot_nodes as usize,
+        bucket_size: args.bucket_size as usize,
+        bucket_count: args.bucket_count as usize,
+        min_table: args.min_table as usize,
+        alpha: args.alpha as usize,
+        faulty_percent: args.faulty,
+        fault: args.fault,
+        drop_rate: args.drop_rate,
+        lookups: args
+            .lookups
+            .map_or(if small { 100 } else { 1000 }, |n| n as usize),
+        messages: args.messages as usize,
+        seed: args.seed,
+    };
+    params.validate()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(scenario::run(args.scenario, &params))?;
+    print_report(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    if report.passed() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for f in &report.failures {
+            eprintln!("kadmesh: expected result failed: {f}");
+        }
+        Ok(ExitCode::FAILURE)
     }
 }
 
-fn run_latency(args: LatencyArgs) -> CliResult {
+fn print_report(r: &Report) {
+    println!(
+        "scenario {}  transport {}  nodes {}  boot {}  k {}  buckets {}  alpha {}  faulty {}% ({})  seed {}",
+        r.scenario,
+        r.transport,
+        r.nodes,
+        r.boot_nodes,
+        r.bucket_size,
+        r.bucket_count,
+        r.alpha,
+        r.faulty_percent,
+        r.fault,
+        r.seed
+    );
+    if let Some(b) = &r.bootstrap {
+        println!(
+            "bootstrap  {}/{} ok, non-faulty success {:.1}%, {:.0} ms ({}), table size median {} min {}",
+            b.succeeded,
+            b.attempted,
+            b.success_rate * 100.0,
+            b.total_ms,
+            r.time_base,
+            b.table_size.median,
+            b.table_size.min
+        );
+    }
+    if let Some(l) = &r.lookups {
+        println!(
+            "lookups    {}/{} found ({:.1}%), {:.0} ms, avg FindNode {:.2} ms",
+            l.succeeded,
+            l.attempted,
+            l.success_rate * 100.0,
+            l.total_ms,
+            l.avg_findnode_ms
+        );
+        println!("           median    p99    max   mean");
+        println!(
+            "rounds     {:>6} {:>6} {:>6} {:>6.2}",
+            l.rounds.median, l.rounds.p99, l.rounds.max, l.rounds.mean
+        );
+        println!(
+            "rpcs       {:>6} {:>6} {:>6} {:>6.2}",
+            l.findnode_rpcs.median, l.findnode_rpcs.p99, l.findnode_rpcs.max, l.findnode_rpcs.mean
+        );
+    }
+    if let Some(m) = &r.messages {
+        println!(
+            "messages   {}/{} delivered ({:.1}%)",
+            m.delivered,
+            m.sent,
+            m.delivery_rate * 100.0
+        );
+    }
+    println!(
+        "wall {:.0} ms, peak RSS {:.0} MiB",
+        r.wall_ms, r.peak_rss_mb
+    );
+}
+
+fn run_latency(args: &BenchArgs) -> CliResult {
+    if args.transport == Some(TransportKind::Sim) {
+        return Err("the latency scenario runs on tcp only".into());
+    }
     let params = LatencyParams {
         messages: args.messages as usize,
         size: args.size as usize,
@@ -69,8 +195,8 @@ fn run_latency(args: LatencyArgs) -> CliResult {
         report.baseline_tcp_rtt_us.median, report.baseline_tcp_rtt_us.p99
     );
     println!("ratio (median)    {:>10.2}", report.ratio_median);
-    if let Some(path) = args.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -28,7 +28,8 @@ pub enum Command {
     Id(IdArgs),
     /// Run a node until SIGINT/SIGTERM; prints its descriptor as the first line of stdout.
     Node(node::NodeArgs),
-    /// Run a benchmark scenario and print (and optionally write) its report.
+    /// Run a benchmark scenario, print (and optionally write) its report; exits 1 if its expected
+    /// result fails.
     Bench(bench::BenchArgs),
 }
 

@@ -131,6 +131,10 @@ pub struct LookupReport {
     pub elapsed: Duration,
     /// Whether the overall timeout ended the lookup.
     pub timed_out: bool,
+    /// Requests that got an answer in time.
+    pub answered: u32,
+    /// Sum of the round-trip times of the answered requests (mean FindNode time = this / `answered`).
+    pub answer_time: Duration,
 }
 
 /// Where a candidate stands.
@@ -180,6 +184,10 @@ pub struct Lookup {
     rpcs: u32,
     /// Requests failed or timed out.
     failures: u32,
+    /// Requests answered in time.
+    answered: u32,
+    /// Sum of the answered requests' round-trip times.
+    answer_time: Duration,
     /// Set once the lookup has finished.
     outcome: Option<LookupOutcome>,
 }
@@ -209,6 +217,8 @@ impl Lookup {
             deadline: now.checked_add(cfg.overall_timeout),
             candidates: Vec::new(),
             rpcs: 0,
+            answered: 0,
+            answer_time: Duration::ZERO,
             failures: 0,
             outcome: None,
         };
@@ -244,11 +254,20 @@ impl Lookup {
     /// `from` answered our request with `nodes`.
     pub fn on_response(&mut self, from: &NodeId, nodes: Vec<NodeInfo>, now: Instant) {
         self.settle(now);
+        let timeout = self.cfg.request_timeout;
         let Some(candidate) = self.waiting_mut(from) else {
             return;
         };
+        let sent = match candidate.state {
+            State::Waiting(Some(deadline)) => deadline.checked_sub(timeout),
+            _ => None,
+        };
         candidate.state = State::Responded;
         let hop = candidate.depth.saturating_add(1);
+        if let Some(sent) = sent {
+            self.answered = self.answered.saturating_add(1);
+            self.answer_time += now.saturating_duration_since(sent);
+        }
         if let Some(found) = self.find_target(&nodes) {
             self.finish(LookupResult::Found(found), hop, false, now);
         } else {
@@ -432,6 +451,8 @@ impl Lookup {
             failures: self.failures,
             elapsed: now.saturating_duration_since(self.start),
             timed_out,
+            answered: self.answered,
+            answer_time: self.answer_time,
         };
         self.outcome = Some(LookupOutcome {
             result,

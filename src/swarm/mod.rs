@@ -104,6 +104,15 @@ pub struct SwarmStats {
     pub lookups: AtomicU64,
 }
 
+/// Where [`Swarm::send_message`] delivered a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The node and the address the message went to.
+    pub to: NodeInfo,
+    /// The lookup that found the address, if the routing table did not know it.
+    pub lookup: Option<LookupReport>,
+}
+
 /// A running node: the handle protocols use to talk to peers. Cheap to clone.
 #[derive(Clone)]
 pub struct Swarm {
@@ -282,16 +291,17 @@ impl Swarm {
     }
 
     /// Sends a one-way message to the node `to`: its address comes from the routing table, else a
-    /// DHT lookup ([`Error::NodeNotFound`] if that fails).
+    /// DHT lookup ([`Error::NodeNotFound`] if that fails). Returns where it went and the lookup's report.
     pub async fn send_message(
         &self,
         to: &NodeId,
         protocol: &str,
         payload: impl Into<Bytes>,
-    ) -> Result<(), Error> {
+    ) -> Result<Delivery, Error> {
         protocols::check_name(protocol)?;
-        let (node, _) = self.inner.guard(self.inner.find_address(to)).await??;
-        self.send_message_to(&node, protocol, payload).await
+        let (node, lookup) = self.inner.guard(self.inner.find_address(to)).await??;
+        self.send_message_to(&node, protocol, payload).await?;
+        Ok(Delivery { to: node, lookup })
     }
 
     /// Sends a one-way message to `node` at its given address.

@@ -764,3 +764,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn answer_times_are_summed_for_answered_requests_only() {
+    let all = nodes(91, 3);
+    let (local, a, b) = (all[0], all[1], all[2]);
+    let t0 = Instant::now();
+    let mut lookup = Lookup::new(
+        LookupTarget::Closest(local.dht_id()),
+        local.id,
+        vec![a, b],
+        LookupConfig {
+            request_timeout: 100 * MS,
+            ..cfg(2, 2)
+        },
+        t0,
+    );
+    let first = query(&mut lookup, t0);
+    let second = query(&mut lookup, t0 + 10 * MS);
+    lookup.on_response(&first.id, vec![], t0 + 30 * MS);
+    // The second never answers: its timeout is a failure, not an answer time.
+    let report = outcome(&mut lookup, t0 + 500 * MS).report;
+    assert_ne!(first.id, second.id);
+    assert_eq!(report.answered, 1);
+    assert_eq!(report.answer_time, 30 * MS);
+    assert_eq!(report.failures, 1);
+}

@@ -1,0 +1,183 @@
+//! Parameters shared by the scenarios (the columns of the seed's table).
+
+use std::fmt;
+
+use crate::config::Config;
+
+/// Which network the nodes run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportKind {
+    /// The in-memory simulator: virtual time, seeded faults.
+    Sim,
+    /// Real TCP on 127.0.0.1, one process.
+    Tcp,
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportKind::Sim => "sim",
+            TransportKind::Tcp => "tcp",
+        })
+    }
+}
+
+/// How the faulty nodes misbehave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultKind {
+    /// They behave.
+    None,
+    /// Each message they send or receive is lost with probability `drop_rate`.
+    Drop,
+    /// Each message they send or receive is delayed by an extra 0-3 s.
+    Delay,
+    /// They go offline at a random moment in their first 10 s.
+    Disconnect,
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FaultKind::None => "none",
+            FaultKind::Drop => "drop",
+            FaultKind::Delay => "delay",
+            FaultKind::Disconnect => "disconnect",
+        })
+    }
+}
+
+/// Why scenario parameters were rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid scenario parameter {name}: {reason}")]
+pub struct ParamError {
+    /// The flag.
+    pub name: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// One scenario's parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScenarioParams {
+    /// Where the nodes run.
+    pub transport: TransportKind,
+    /// Nodes in all, boot nodes included.
+    pub nodes: usize,
+    /// Boot nodes (never faulty).
+    pub boot_nodes: usize,
+    /// k.
+    pub bucket_size: usize,
+    /// Number of buckets.
+    pub bucket_count: usize,
+    /// Bootstrap stops at this table size.
+    pub min_table: usize,
+    /// Lookup parallelism.
+    pub alpha: usize,
+    /// Share of faulty nodes among the non-boot nodes, percent.
+    pub faulty_percent: f64,
+    /// What the faulty nodes do.
+    pub fault: FaultKind,
+    /// Loss probability of the `drop` fault.
+    pub drop_rate: f64,
+    /// Sends to unknown nodes (lookups) to measure.
+    pub lookups: usize,
+    /// Messages per node (scenarios that send many).
+    pub messages: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+impl Default for ScenarioParams {
+    fn default() -> Self {
+        Self {
+            transport: TransportKind::Sim,
+            nodes: 1000,
+            boot_nodes: 5,
+            bucket_size: 20,
+            bucket_count: 20,
+            min_table: 20,
+            alpha: 3,
+            faulty_percent: 0.0,
+            fault: FaultKind::None,
+            drop_rate: 0.5,
+            lookups: 1000,
+            messages: 1,
+            seed: 1,
+        }
+    }
+}
+
+impl ScenarioParams {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        let err = |name, reason: String| Err(ParamError { name, reason });
+        if self.nodes < 2 {
+            return err("--nodes", format!("{} is below 2", self.nodes));
+        }
+        if self.boot_nodes == 0 || self.boot_nodes >= self.nodes {
+            return err(
+                "--boot-nodes",
+                format!("{} is outside 1..{}", self.boot_nodes, self.nodes),
+            );
+        }
+        if !(0.0..=100.0).contains(&self.faulty_percent) {
+            return err(
+                "--faulty",
+                format!("{} is outside 0..=100", self.faulty_percent),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.drop_rate) {
+            return err(
+                "--drop-rate",
+                format!("{} is outside 0..=1", self.drop_rate),
+            );
+        }
+        if self.transport == TransportKind::Tcp
+            && self.fault != FaultKind::None
+            && self.faulty_percent > 0.0
+        {
+            return err(
+                "--fault",
+                "faults are simulated: use --transport sim".into(),
+            );
+        }
+        let mut config = self.node_config();
+        config.listen = "127.0.0.1:0".parse().map_err(|_| ParamError {
+            name: "--transport",
+            reason: "no loopback".into(),
+        })?;
+        config.validate().map_err(|e| ParamError {
+            name: match e.key {
+                "dht.bucket_size" => "--bucket-size",
+                "dht.bucket_count" => "--bucket-count",
+                "dht.alpha" => "--alpha",
+                _ => e.key,
+            },
+            reason: e.reason,
+        })
+    }
+
+    /// The node configuration these parameters describe.
+    pub fn node_config(&self) -> Config {
+        let mut config = Config {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Config::default()
+        };
+        config.dht.bucket_size = self.bucket_size;
+        config.dht.bucket_count = self.bucket_count;
+        config.dht.min_routing_table = self.min_table;
+        config.dht.alpha = self.alpha;
+        config
+    }
+
+    /// Number of faulty nodes.
+    pub fn faulty_count(&self) -> usize {
+        if self.fault == FaultKind::None {
+            return 0;
+        }
+        let eligible = self.nodes - self.boot_nodes;
+        ((self.faulty_percent / 100.0) * self.nodes as f64)
+            .round()
+            .min(eligible as f64) as usize
+    }
+}

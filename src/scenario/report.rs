@@ -1,0 +1,199 @@
+//! The JSON report every scenario writes (keys absent where they do not apply).
+
+use serde::Serialize;
+
+use super::stats::{Summary, quantile};
+
+/// Median and minimum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct MedianMin {
+    /// 50th percentile.
+    pub median: f64,
+    /// Smallest value.
+    pub min: f64,
+}
+
+/// Median, 99th percentile, maximum and mean.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// 50th percentile.
+    pub median: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Arithmetic mean.
+    pub mean: f64,
+}
+
+impl Spread {
+    /// Summarises samples.
+    pub fn of(samples: &mut [f64]) -> Self {
+        let s = Summary::of(samples);
+        Self {
+            median: s.median,
+            p99: s.p99,
+            max: s.max,
+            mean: s.mean,
+        }
+    }
+}
+
+/// How the nodes bootstrapped.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct BootstrapSection {
+    /// Nodes that tried (non-faulty and faulty).
+    pub attempted: usize,
+    /// Nodes whose bootstrap succeeded.
+    pub succeeded: usize,
+    /// Of the non-faulty nodes, the fraction that succeeded.
+    pub success_rate: f64,
+    /// Time for all bootstraps, in the report's time base.
+    pub total_ms: f64,
+    /// Routing table sizes of the non-faulty nodes after bootstrap.
+    pub table_size: MedianMin,
+}
+
+/// Lookups done by sends to unknown nodes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LookupsSection {
+    /// Lookups run.
+    pub attempted: usize,
+    /// Lookups that found their target.
+    pub succeeded: usize,
+    /// `succeeded / attempted`.
+    pub success_rate: f64,
+    /// Path lengths (hops) of the successful lookups.
+    pub rounds: Spread,
+    /// FindNode requests per lookup (the seed's "FindNode operations (Hops)").
+    pub findnode_rpcs: Spread,
+    /// Time of all lookups together.
+    pub total_ms: f64,
+    /// Mean time of one answered FindNode request.
+    pub avg_findnode_ms: f64,
+}
+
+/// Messages sent by the scenario and whether they arrived.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MessagesSection {
+    /// Messages sent (to non-faulty targets).
+    pub sent: usize,
+    /// Messages that arrived.
+    pub delivered: usize,
+    /// `delivered / sent`.
+    pub delivery_rate: f64,
+}
+
+/// Round-trip latency in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LatencySection {
+    /// 50th percentile.
+    pub median: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl LatencySection {
+    /// Summarises round trips given in microseconds.
+    pub fn of(samples: &mut [f64]) -> Self {
+        let s = Summary::of(samples);
+        Self {
+            median: s.median,
+            p99: s.p99,
+            min: s.min,
+            max: s.max,
+        }
+    }
+}
+
+/// One scenario run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// "sim" or "tcp".
+    pub transport: String,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Nodes in the network, boot nodes included.
+    pub nodes: usize,
+    /// Boot nodes.
+    pub boot_nodes: usize,
+    /// k.
+    pub bucket_size: usize,
+    /// Number of buckets.
+    pub bucket_count: usize,
+    /// Bootstrap target table size.
+    pub min_routing_table: usize,
+    /// Lookup parallelism.
+    pub alpha: usize,
+    /// Share of faulty nodes, percent.
+    pub faulty_percent: f64,
+    /// Fault kind of the faulty nodes.
+    pub fault: String,
+    /// Bootstrap figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSection>,
+    /// Lookup figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookups: Option<LookupsSection>,
+    /// Message figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<MessagesSection>,
+    /// Round-trip latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<LatencySection>,
+    /// What the `*_ms` figures are: "virtual" (simulator clock) or "wall".
+    pub time_base: String,
+    /// Wall-clock time of the whole run.
+    pub wall_ms: f64,
+    /// Peak resident memory of the process, MiB (0 where unknown).
+    pub peak_rss_mb: f64,
+    /// Why the scenario's expected result failed, if it did (not part of the schema when it passed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    /// True when the expected result of the row held.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Table-size median and minimum of `sizes`.
+pub fn median_min(sizes: &[usize]) -> MedianMin {
+    let mut v: Vec<f64> = sizes.iter().map(|&s| s as f64).collect();
+    v.sort_by(f64::total_cmp);
+    MedianMin {
+        median: quantile(&v, 0.5),
+        min: v.first().copied().unwrap_or(0.0),
+    }
+}
+
+/// Peak resident set size of this process in MiB, from `/proc/self/status` (0 where unavailable).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// `part / whole`, 0 for an empty whole.
+pub fn rate(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
