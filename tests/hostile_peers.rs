@@ -233,3 +233,69 @@ fn handshake_config(node: &Swarm) -> HandshakeConfig {
         listen_port: 0,
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peer_is_pinged_then_closed_by_keepalive() {
+    let mut config = local_config();
+    config.net.ping_interval = Duration::from_millis(150);
+    config.net.ping_timeout = Duration::from_millis(150);
+    let node = Swarm::start(config).await.unwrap();
+    let mut events = node.events();
+    let cfg = handshake_config(&node);
+    let me = Keypair::random();
+    let stream = raw_client(&node).await;
+    let mut framed = Framed::new(stream, FrameCodec::new(1 << 20));
+    let (initiator, hello) =
+        Initiator::start(&cfg, &me, &node.local_node().id, now_ms(), &mut rand::rng()).unwrap();
+    framed.send(wire::encode(&hello)).await.unwrap();
+    let reply = framed.next().await.unwrap().unwrap();
+    let reply = wire::decode("HandshakeData", &reply).unwrap();
+    let (_established, fin) = initiator.on_response(&reply, now_ms()).unwrap();
+    framed.send(wire::encode(&fin)).await.unwrap();
+    // Never answer: the node's ping arrives (a sealed frame), then the connection is closed.
+    let ping = tokio::time::timeout(WAIT, framed.next()).await.unwrap();
+    assert!(
+        matches!(ping, Some(Ok(_))),
+        "expected the keepalive ping, got {ping:?}"
+    );
+    let reason = wait_event(&mut events, |ev| match ev {
+        SwarmEvent::PeerDisconnected { peer, reason } if *peer == me.node_id() => {
+            Some(reason.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, CloseReason::KeepaliveTimeout);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooding_peer_is_closed_by_the_rate_limit() {
+    let mut config = local_config();
+    config.net.rate_limit_per_sec = 20;
+    config.net.rate_limit_burst = 10;
+    let node = Swarm::start(config).await.unwrap();
+    let _inbox = node.register_protocol("chat").unwrap();
+    let mut events = node.events();
+    let flooder = Swarm::start(local_config()).await.unwrap();
+    for _ in 0..50 {
+        // Sends fail once the node has closed the connection; that is the point.
+        if flooder
+            .send_message_to(&node.local_node(), "chat", &b"flood"[..])
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let reason = wait_event(&mut events, |ev| match ev {
+        SwarmEvent::PeerDisconnected { peer, reason } if *peer == flooder.local_node().id => {
+            Some(reason.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, CloseReason::RateLimited);
+    flooder.shutdown().await;
+    node.shutdown().await;
+}

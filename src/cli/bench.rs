@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::CliResult;
+use crate::scenario::connections::{self, ConnectionsParams};
 use crate::scenario::latency::{self, LatencyParams};
 use crate::scenario::params::{FaultKind, ScenarioParams, TransportKind};
 use crate::scenario::report::Report;
@@ -57,6 +58,15 @@ pub struct BenchArgs {
     /// Payload size in bytes (latency).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
     pub size: u32,
+    /// Connections to open (connections).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=15_000))]
+    pub connections: u32,
+    /// Dials in flight at once (connections).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// Run handshake crypto on tokio's blocking pool (connections).
+    #[arg(long)]
+    pub offload_handshake: bool,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -67,8 +77,10 @@ pub struct BenchArgs {
 
 /// Runs the chosen scenario.
 pub fn run(args: BenchArgs) -> CliResult {
-    if args.scenario == ScenarioKind::Latency {
-        return run_latency(&args);
+    match args.scenario {
+        ScenarioKind::Latency => return run_latency(&args),
+        ScenarioKind::Connections => return run_connections(&args),
+        _ => {}
     }
     let transport = args.transport.unwrap_or(TransportKind::Sim);
     let small = transport == TransportKind::Tcp;
@@ -197,6 +209,53 @@ fn run_latency(args: &BenchArgs) -> CliResult {
     println!("ratio (median)    {:>10.2}", report.ratio_median);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_connections(args: &BenchArgs) -> CliResult {
+    if args.transport == Some(TransportKind::Sim) {
+        return Err("the connections scenario runs on tcp only".into());
+    }
+    let params = ConnectionsParams {
+        connections: args.connections as usize,
+        concurrency: args.concurrency as usize,
+        offload: args.offload_handshake,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(connections::run(&params))?;
+    println!(
+        "scenario   connections (tcp, loopback, dialer and listener in one process, handshake crypto {})",
+        if report.offload_handshake {
+            "on the blocking pool"
+        } else {
+            "inline"
+        }
+    );
+    println!(
+        "opened     {} connections in {:.0} ms: {:.0} per second ({} dials in flight)",
+        report.connections, report.elapsed_ms, report.connections_per_sec, report.concurrency
+    );
+    println!("1 ms ticker lateness (us)   median       p99       max");
+    let t = report.ticker_lateness_us;
+    let i = report.idle_ticker_lateness_us;
+    println!(
+        "  during the storm       {:>10.0}{:>10.0}{:>10.0}",
+        t.median, t.p99, t.max
+    );
+    println!(
+        "  idle, just before      {:>10.0}{:>10.0}{:>10.0}",
+        i.median, i.p99, i.max
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    if report.connections < params.connections {
+        eprintln!(
+            "kadmesh: only {} of {} connections were established",
+            report.connections, params.connections
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ use std::fmt;
 
 use tokio::time::Instant;
 
+pub mod connections;
 pub mod latency;
 pub mod network;
 pub mod params;
@@ -32,6 +33,8 @@ pub enum ScenarioKind {
     Unknown,
     /// Request/response round trips between two nodes against raw TCP (seed row "Measure message latency").
     Latency,
+    /// New authenticated connections per second, dialer and listener in one process (TCP only).
+    Connections,
 }
 
 impl fmt::Display for ScenarioKind {
@@ -40,6 +43,7 @@ impl fmt::Display for ScenarioKind {
             ScenarioKind::Bootstrap => "bootstrap",
             ScenarioKind::Unknown => "unknown",
             ScenarioKind::Latency => "latency",
+            ScenarioKind::Connections => "connections",
         })
     }
 }
@@ -52,7 +56,7 @@ pub async fn run(kind: ScenarioKind, params: &ScenarioParams) -> Result<Report, 
     report.time_base = net.testbed.time_base().to_owned();
     let started = Instant::now();
     match kind {
-        ScenarioKind::Bootstrap | ScenarioKind::Latency => {}
+        ScenarioKind::Bootstrap | ScenarioKind::Latency | ScenarioKind::Connections => {}
         ScenarioKind::Unknown => unknown::run(&mut net, params, &mut report).await?,
     }
     tracing::debug!(elapsed = ?started.elapsed(), "scenario flow done");

@@ -503,8 +503,10 @@ impl SwarmInner {
     }
 
     fn is_compatible(&self, client_version: &str) -> bool {
-        semver_major(client_version).is_some()
-            && semver_major(client_version) == semver_major(&self.config.client_version)
+        // Peers almost always run our exact version: skip parsing then.
+        client_version == self.config.client_version
+            || semver_major(client_version)
+                .is_some_and(|m| Some(m) == semver_major(&self.config.client_version))
     }
 
     fn within_skew(&self, timestamp_ms: i64) -> bool {
