@@ -62,6 +62,8 @@ pub struct RawPeer {
     pub framed: tokio_util::codec::Framed<tokio::net::TcpStream, kadmesh::wire::FrameCodec>,
     /// Seals outgoing frames.
     pub sealer: kadmesh::crypto::session::Sealer,
+    /// Opens incoming frames.
+    pub opener: kadmesh::crypto::session::Opener,
 }
 
 /// Unix time in milliseconds.
@@ -107,13 +109,14 @@ impl RawPeer {
         let reply = wire::decode("HandshakeData", &reply).unwrap();
         let (established, fin) = initiator.on_response(&reply, now_ms()).unwrap();
         framed.send(wire::encode(&fin)).await.unwrap();
-        let (sealer, _opener) = established
+        let (sealer, opener) = established
             .keys
             .split(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1));
         RawPeer {
             keypair,
             framed,
             sealer,
+            opener,
         }
     }
 
@@ -122,6 +125,29 @@ impl RawPeer {
         use futures::SinkExt;
         let sealed = self.sealer.seal(&kadmesh::wire::encode(envelope)).unwrap();
         self.framed.send(sealed).await.unwrap();
+    }
+
+    /// Waits for the next envelope from the node that is not a connection keepalive.
+    pub async fn recv(&mut self) -> kadmesh::wire::pb::Envelope {
+        use futures::StreamExt;
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.framed.next())
+                .await
+                .expect("no frame from the node")
+                .expect("connection closed")
+                .expect("bad frame");
+            let plain = self.opener.open(&frame).expect("frame does not open");
+            let env: kadmesh::wire::pb::Envelope =
+                kadmesh::wire::decode("Envelope", &plain).unwrap();
+            let protocol = env
+                .metadata
+                .as_ref()
+                .map(|m| m.protocol.as_str())
+                .unwrap_or("");
+            if !protocol.starts_with("/kadmesh/keepalive/") {
+                return env;
+            }
+        }
     }
 
     /// An envelope as a current node would write it.
