@@ -22,7 +22,8 @@ pub struct BenchArgs {
     /// Where the nodes run [default: sim; tcp for latency].
     #[arg(long, value_enum)]
     pub transport: Option<TransportKind>,
-    /// Nodes in all, boot nodes included [default: 1000; 100 on tcp].
+    /// Nodes in all, boot nodes included [default: 1000 (100 on tcp); exchange 2, find-node 3,
+    /// one-target 500].
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
     pub nodes: Option<u32>,
     /// Boot nodes.
@@ -84,12 +85,21 @@ pub fn run(args: BenchArgs) -> CliResult {
     }
     let transport = args.transport.unwrap_or(TransportKind::Sim);
     let small = transport == TransportKind::Tcp;
+    let default_nodes = match args.scenario {
+        ScenarioKind::Exchange => 2,
+        ScenarioKind::FindNode => 3,
+        ScenarioKind::OneTarget => 500,
+        _ if small => 100,
+        _ => 1000,
+    };
     let params = ScenarioParams {
         transport,
-        nodes: args
-            .nodes
-            .map_or(if small { 100 } else { 1000 }, |n| n as usize),
-        boot_nodes: args.boot_nodes as usize,
+        nodes: args.nodes.map_or(default_nodes, |n| n as usize),
+        // In the small rows the first node plays the boot node.
+        boot_nodes: match args.scenario {
+            ScenarioKind::Exchange | ScenarioKind::FindNode | ScenarioKind::OneTarget => 1,
+            _ => args.boot_nodes as usize,
+        },
         bucket_size: args.bucket_size as usize,
         bucket_count: args.bucket_count as usize,
         min_table: args.min_table as usize,
