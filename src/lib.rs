@@ -57,6 +57,7 @@ pub mod config;
 pub mod crypto;
 pub mod dht;
 pub mod error;
+pub mod gossip;
 pub mod identity;
 pub mod peer;
 pub mod scenario;

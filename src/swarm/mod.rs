@@ -29,6 +29,7 @@ use crate::wire::pb;
 
 mod dht;
 mod dispatch;
+mod gossip;
 pub mod message;
 pub mod protocols;
 pub mod requests;
@@ -36,8 +37,10 @@ pub mod requests;
 pub use dht::{
     BootstrapReport, FINDNODE_PROTOCOL, FindNodeError, PING_PROTOCOL, parse_find_node_response,
 };
+pub use gossip::{BroadcastReport, GossipStats};
 pub use message::Message;
 use protocols::ProtocolRegistry;
+pub use protocols::Validator;
 use requests::RequestTable;
 
 /// Why an inbound message was dropped without delivery.
@@ -53,6 +56,10 @@ pub enum DropReason {
     UnmatchedResponse,
     /// The protocol's receiver was dropped.
     ProtocolClosed,
+    /// The protocol's validator rejected the message.
+    Rejected,
+    /// A gossip message failed a check (decoding, timestamp window, signature).
+    InvalidGossip(crate::gossip::GossipError),
 }
 
 /// Something that happened in the swarm; read with [`Swarm::events`].
@@ -102,6 +109,8 @@ pub struct SwarmStats {
     pub findnode_bad: AtomicU64,
     /// Lookups completed.
     pub lookups: AtomicU64,
+    /// Gossip counters.
+    pub gossip: GossipStats,
 }
 
 /// Where [`Swarm::send_message`] delivered a message.
@@ -146,6 +155,8 @@ pub(crate) struct SwarmInner {
     cancel: CancellationToken,
     /// Background tasks of the swarm, joined on shutdown.
     tasks: TaskTracker,
+    /// Gossip: the seen cache, the relay queue and peer penalties.
+    gossip: gossip::GossipState,
     /// A weak pointer to ourselves, handed to delivered messages for `respond`.
     this: OnceLock<Weak<SwarmInner>>,
 }
@@ -203,6 +214,7 @@ impl Swarm {
             bucket_size: config.dht.bucket_size,
             ..TableConfig::default()
         };
+        let gossip = gossip::GossipState::new(&config.gossip);
         let inner = Arc::new(SwarmInner {
             keypair: keypair.clone(),
             local: OnceLock::new(),
@@ -222,6 +234,7 @@ impl Swarm {
             stats: SwarmStats::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            gossip,
             this: OnceLock::new(),
         });
         let _ = inner.this.set(Arc::downgrade(&inner));
