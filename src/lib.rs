@@ -41,12 +41,13 @@
 //! - [`wire`]: protobuf types generated from `proto/kadmesh.proto` and the length-prefixed frame codec.
 //! - [`crypto`]: the sans-IO handshake and the sealed-frame session.
 //! - [`dht`]: the k-bucket routing table, the iterative lookup state machine, seed lists.
+//! - [`gossip`]: author-signed gossip messages, the seen-cache, relay peer choice.
 //!
 //! Async shell:
 //! - [`transport`]: the boundary the Swarm talks to, and its TCP implementation (listener, connection
 //!   actors, connection pool).
 //! - [`swarm`]: the public handle, inbound dispatch, requests, the DHT driver (FindNode, lookups,
-//!   bootstrap, refresh).
+//!   bootstrap, refresh), the gossip driver (verify, deliver, relay).
 //! - [`scenario`]: the seed's scenario table as runnable benchmarks (`kadmesh bench`).
 //! - [`cli`]: the `kadmesh` command line.
 
