@@ -1,8 +1,9 @@
-//! One authenticated TCP connection: the handshake under a deadline, then a reader task and a writer task.
+//! One authenticated TCP connection: the handshake under a deadline, then a reader task and a flush task.
 //!
 //! The reader opens sealed frames, answers keepalive pings, enforces the inbound rate limit and hands each
-//! envelope to the [`InboundHandler`], awaiting it (backpressure on this peer only). The writer seals queued
-//! envelopes and batches them into few syscalls. Every close has a typed [`CloseReason`].
+//! envelope to the [`InboundHandler`](crate::transport::InboundHandler), awaiting it (backpressure on this
+//! peer only). Senders seal and write through the connection's frame writer from their own task; the
+//! flush task writes what the socket did not take at once. Every close has a typed [`CloseReason`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
