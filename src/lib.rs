@@ -8,6 +8,7 @@ pub mod dht;
 pub mod error;
 pub mod identity;
 pub mod peer;
+pub mod sim;
 pub mod swarm;
 pub mod transport;
 pub mod wire;
