@@ -48,6 +48,8 @@
 //!   actors, connection pool).
 //! - [`swarm`]: the public handle, inbound dispatch, requests, the DHT driver (FindNode, lookups,
 //!   bootstrap, refresh), the gossip driver (verify, deliver, relay).
+//! - [`sim`]: the in-memory network simulator: a transport with seeded latency, drops, delays,
+//!   disconnects and partitions on tokio's paused clock, running the real Swarm.
 //! - [`scenario`]: the seed's scenario table as runnable benchmarks (`kadmesh bench`).
 //! - [`cli`]: the `kadmesh` command line.
 
@@ -62,6 +64,7 @@ pub mod gossip;
 pub mod identity;
 pub mod peer;
 pub mod scenario;
+pub mod sim;
 pub mod swarm;
 pub mod transport;
 pub mod wire;

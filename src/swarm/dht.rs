@@ -283,10 +283,10 @@ impl SwarmInner {
             }
             let targets: Vec<DhtId> = {
                 let t = self.table();
-                let mut rng = rand::rng();
+                let mut rng = self.rng();
                 empty
                     .iter()
-                    .map(|&i| t.random_id_in_bucket(i, &mut rng))
+                    .map(|&i| t.random_id_in_bucket(i, &mut *rng))
                     .collect()
             };
             let mut round = FuturesUnordered::new();

@@ -13,6 +13,7 @@ use crate::identity::NodeId;
 use crate::peer::NodeInfo;
 use crate::wire::pb;
 
+pub mod sim;
 pub mod tcp;
 
 /// Why a transport could not deliver or connect.
@@ -105,6 +106,9 @@ pub enum CloseReason {
     /// The listener refused the connection (a limit was reached).
     #[error("refused: {0}")]
     Refused(&'static str),
+    /// The peer became unreachable (simulator: one side went offline, or a partition separates them).
+    #[error("peer unreachable")]
+    Unreachable,
 }
 
 impl From<crate::wire::WireError> for CloseReason {
