@@ -152,8 +152,11 @@ impl From<&NodeInfo> for pb::NodeInfo {
 impl TryFrom<&pb::NodeInfo> for NodeInfo {
     type Error = WireError;
 
+    /// Checks the id's format (33 bytes, compressed SEC1 prefix) and the address; the key itself is
+    /// proven by the handshake whenever the node is contacted (see [`NodeId::from_compressed_unverified`]).
     fn try_from(n: &pb::NodeInfo) -> Result<Self, WireError> {
-        let id = NodeId::from_bytes(&n.node_id).map_err(|e| WireError::malformed("NodeInfo", e))?;
+        let id = NodeId::from_compressed_unverified(&n.node_id)
+            .map_err(|e| WireError::malformed("NodeInfo", e))?;
         let addr = n.address.parse().map_err(|_| {
             WireError::malformed("NodeInfo", format!("bad address {:?}", n.address))
         })?;

@@ -628,7 +628,7 @@ fn thousand_nodes_bootstrap_and_send_to_unknown() {
                 continue;
             }
             match nodes[from].send_message(&target, "chat", &b"hi"[..]).await {
-                Ok(()) => {
+                Ok(_) => {
                     inboxes[to].recv().await.unwrap();
                     sent += 1;
                 }

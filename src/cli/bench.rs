@@ -19,7 +19,7 @@ pub struct BenchArgs {
     /// The scenario.
     #[arg(value_enum)]
     pub scenario: ScenarioKind,
-    /// Where the nodes run [default: sim; tcp for latency].
+    /// Where the nodes run [default: sim; tcp for latency and connections].
     #[arg(long, value_enum)]
     pub transport: Option<TransportKind>,
     /// Nodes in all, boot nodes included [default: 1000 (100 on tcp); exchange 2, find-node 3,
@@ -78,15 +78,15 @@ pub struct BenchArgs {
 
 /// Runs the chosen scenario.
 pub fn run(args: BenchArgs) -> CliResult {
-    match args.scenario {
-        ScenarioKind::Latency => return run_latency(&args),
-        ScenarioKind::Connections => return run_connections(&args),
+    match (args.scenario, args.transport) {
+        (ScenarioKind::Latency, None | Some(TransportKind::Tcp)) => return run_latency(&args),
+        (ScenarioKind::Connections, _) => return run_connections(&args),
         _ => {}
     }
     let transport = args.transport.unwrap_or(TransportKind::Sim);
     let small = transport == TransportKind::Tcp;
     let default_nodes = match args.scenario {
-        ScenarioKind::Exchange => 2,
+        ScenarioKind::Exchange | ScenarioKind::Latency => 2,
         ScenarioKind::FindNode => 3,
         ScenarioKind::OneTarget => 500,
         _ if small => 100,
@@ -97,7 +97,10 @@ pub fn run(args: BenchArgs) -> CliResult {
         nodes: args.nodes.map_or(default_nodes, |n| n as usize),
         // In the small rows the first node plays the boot node.
         boot_nodes: match args.scenario {
-            ScenarioKind::Exchange | ScenarioKind::FindNode | ScenarioKind::OneTarget => 1,
+            ScenarioKind::Exchange
+            | ScenarioKind::FindNode
+            | ScenarioKind::OneTarget
+            | ScenarioKind::Latency => 1,
             _ => args.boot_nodes as usize,
         },
         bucket_size: args.bucket_size as usize,
@@ -111,10 +114,11 @@ pub fn run(args: BenchArgs) -> CliResult {
             .lookups
             .map_or(if small { 100 } else { 1000 }, |n| n as usize),
         messages: args.messages as usize,
+        size: args.size as usize,
         seed: args.seed,
     };
     params.validate()?;
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = scenario::runtime_for(&params)?;
     let report = runtime.block_on(scenario::run(args.scenario, &params))?;
     print_report(&report);
     if let Some(path) = &args.json {
@@ -190,9 +194,6 @@ fn print_report(r: &Report) {
 }
 
 fn run_latency(args: &BenchArgs) -> CliResult {
-    if args.transport == Some(TransportKind::Sim) {
-        return Err("the latency scenario runs on tcp only".into());
-    }
     let params = LatencyParams {
         messages: args.messages as usize,
         size: args.size as usize,

@@ -59,7 +59,8 @@ impl fmt::Display for ScenarioKind {
     }
 }
 
-/// Runs a scenario (all but the TCP-only `latency` and `connections`) and checks its expected result.
+/// Runs a scenario (all but `connections`) and checks its expected result. Simulated runs must run on
+/// [`SimNetwork::runtime`](crate::sim::SimNetwork::runtime) (paused virtual clock); see [`runtime_for`].
 pub async fn run(kind: ScenarioKind, params: &ScenarioParams) -> Result<Report, Error> {
     let wall = std::time::Instant::now();
     let mut report = base_report(kind, params);
@@ -73,17 +74,23 @@ pub async fn run(kind: ScenarioKind, params: &ScenarioParams) -> Result<Report, 
             report.bootstrap = Some(net.bootstrap.clone());
             net.shutdown().await;
         }
-        ScenarioKind::Exchange | ScenarioKind::OneTarget | ScenarioKind::FindNode => {
+        ScenarioKind::Exchange
+        | ScenarioKind::OneTarget
+        | ScenarioKind::FindNode
+        | ScenarioKind::Latency => {
             let testbed = network::Testbed::new(params)?;
             report.time_base = testbed.time_base().to_owned();
             match kind {
                 ScenarioKind::Exchange => rows::exchange(&testbed, params, &mut report).await?,
                 ScenarioKind::OneTarget => rows::one_target(&testbed, params, &mut report).await?,
+                ScenarioKind::Latency => rows::latency(&testbed, params, &mut report).await?,
                 _ => rows::find_node(&testbed, params, &mut report).await?,
             }
         }
-        ScenarioKind::Latency | ScenarioKind::Connections => {
-            return Err(Error::Unsupported("this scenario through scenario::run"));
+        ScenarioKind::Connections => {
+            return Err(Error::Unsupported(
+                "the connections scenario through scenario::run",
+            ));
         }
     }
     check_expected(params, &mut report);
@@ -140,5 +147,14 @@ fn check_expected(params: &ScenarioParams, report: &mut Report) {
                 need * 100.0
             ));
         }
+    }
+}
+
+/// The runtime a scenario on `params.transport` needs: the simulator's paused current-thread runtime, or
+/// a multi-threaded one for TCP.
+pub fn runtime_for(params: &ScenarioParams) -> std::io::Result<tokio::runtime::Runtime> {
+    match params.transport {
+        params::TransportKind::Sim => crate::sim::SimNetwork::runtime(),
+        params::TransportKind::Tcp => tokio::runtime::Runtime::new(),
     }
 }

@@ -9,11 +9,12 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use tokio::time::Instant;
 
-use super::params::{ScenarioParams, TransportKind};
+use super::params::{FaultKind, ScenarioParams, TransportKind};
 use super::report::{BootstrapSection, median_min, rate};
 use crate::config::Config;
 use crate::error::Error;
 use crate::peer::NodeInfo;
+use crate::sim::{Fault, SimConfig, SimNetwork};
 use crate::swarm::Swarm;
 
 /// Bootstraps run at once (bounds sockets and memory on TCP).
@@ -23,21 +24,44 @@ const BOOTSTRAP_CONCURRENCY: usize = 64;
 pub enum Testbed {
     /// Real TCP on 127.0.0.1.
     Tcp,
+    /// The in-memory simulator (run it on [`SimNetwork::runtime`]).
+    Sim(SimNetwork),
 }
 
 impl Testbed {
     /// A testbed for `params`.
     pub fn new(params: &ScenarioParams) -> Result<Self, Error> {
-        match params.transport {
-            TransportKind::Tcp => Ok(Testbed::Tcp),
-            TransportKind::Sim => Err(Error::Unsupported("the simulator transport")),
-        }
+        Ok(match params.transport {
+            TransportKind::Tcp => Testbed::Tcp,
+            TransportKind::Sim => Testbed::Sim(SimNetwork::new(
+                SimConfig {
+                    drop_rate: params.drop_rate,
+                    ..SimConfig::default()
+                },
+                params.seed,
+            )),
+        })
     }
 
     /// Starts one node.
     pub async fn spawn(&self, config: Config) -> Result<Swarm, Error> {
         match self {
             Testbed::Tcp => Swarm::start(config).await,
+            Testbed::Sim(net) => net.add_node(config).await,
+        }
+    }
+
+    /// Makes `node` misbehave as `fault` says (simulator only; a no-op for `FaultKind::None`).
+    pub fn set_fault(&self, node: &Swarm, fault: FaultKind) -> Result<(), Error> {
+        let fault = match fault {
+            FaultKind::None => return Ok(()),
+            FaultKind::Drop => Fault::Drop,
+            FaultKind::Delay => Fault::Delay,
+            FaultKind::Disconnect => Fault::Disconnect,
+        };
+        match self {
+            Testbed::Sim(net) => net.set_fault(&node.local_node().id, fault),
+            Testbed::Tcp => Err(Error::Unsupported("faults on real TCP")),
         }
     }
 
@@ -45,8 +69,35 @@ impl Testbed {
     pub fn time_base(&self) -> &'static str {
         match self {
             Testbed::Tcp => "wall",
+            Testbed::Sim(_) => "virtual",
         }
     }
+
+    /// Stops the simulator (TCP nodes are shut down one by one by their owners).
+    pub async fn shutdown(&self) {
+        if let Testbed::Sim(net) = self {
+            net.shutdown().await;
+        }
+    }
+}
+
+/// Picks the faulty nodes (never the first `boot_nodes`) with `rng` and applies the fault to them.
+pub fn make_faulty(
+    testbed: &Testbed,
+    params: &ScenarioParams,
+    nodes: &[Swarm],
+    rng: &mut StdRng,
+) -> Result<BTreeSet<usize>, Error> {
+    let eligible = nodes.len().saturating_sub(params.boot_nodes);
+    let count = params.faulty_count().min(eligible);
+    let faulty: BTreeSet<usize> = sample(rng, eligible, count)
+        .into_iter()
+        .map(|i| i + params.boot_nodes)
+        .collect();
+    for &i in &faulty {
+        testbed.set_fault(&nodes[i], params.fault)?;
+    }
+    Ok(faulty)
 }
 
 /// A running scenario network.
@@ -64,7 +115,8 @@ pub struct Network {
 }
 
 impl Network {
-    /// Starts the nodes, marks the faulty ones, and bootstraps everyone from the boot nodes.
+    /// Starts the nodes, marks the faulty ones, bootstraps everyone from the boot nodes, then runs one
+    /// round of the periodic table refresh on every node.
     pub async fn build(params: &ScenarioParams) -> Result<Network, Error> {
         let testbed = Testbed::new(params)?;
         let mut rng = StdRng::seed_from_u64(params.seed);
@@ -73,11 +125,7 @@ impl Network {
         for _ in 0..params.nodes {
             nodes.push(testbed.spawn(config.clone()).await?);
         }
-        let eligible = params.nodes - params.boot_nodes;
-        let faulty: BTreeSet<usize> = sample(&mut rng, eligible, params.faulty_count())
-            .into_iter()
-            .map(|i| i + params.boot_nodes)
-            .collect();
+        let faulty = make_faulty(&testbed, params, &nodes, &mut rng)?;
         let boot: Vec<NodeInfo> = nodes[..params.boot_nodes]
             .iter()
             .map(|n| n.local_node())
@@ -100,6 +148,17 @@ impl Network {
                 let node = nodes[i].clone();
                 let boot = boot.clone();
                 async move { (i, node.bootstrap_from(boot).await.is_ok()) }
+            })
+            .buffer_unordered(BOOTSTRAP_CONCURRENCY)
+            .collect()
+            .await;
+        // Then one round of the periodic refresh on every node, as a running network would do: nodes that
+        // joined side by side learn of each other.
+        let _: Vec<()> = futures::stream::iter(nodes.iter().cloned())
+            .map(|node| async move {
+                if let Err(e) = node.refresh().await {
+                    tracing::debug!(node = %node.local_node(), error = %e, "refresh failed");
+                }
             })
             .buffer_unordered(BOOTSTRAP_CONCURRENCY)
             .collect()
@@ -141,5 +200,6 @@ impl Network {
         for n in self.nodes {
             n.shutdown().await;
         }
+        self.testbed.shutdown().await;
     }
 }

@@ -81,8 +81,10 @@ pub struct ScenarioParams {
     pub drop_rate: f64,
     /// Sends to unknown nodes (lookups) to measure.
     pub lookups: usize,
-    /// Messages per node (scenarios that send many).
+    /// Round trips to measure (latency).
     pub messages: usize,
+    /// Payload size in bytes (latency).
+    pub size: usize,
     /// Seed of every random choice.
     pub seed: u64,
 }
@@ -101,7 +103,8 @@ impl Default for ScenarioParams {
             fault: FaultKind::None,
             drop_rate: 0.5,
             lookups: 1000,
-            messages: 1,
+            messages: 2000,
+            size: 64,
             seed: 1,
         }
     }
@@ -163,6 +166,10 @@ impl ScenarioParams {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Config::default()
         };
+        if self.transport == TransportKind::Sim {
+            // Thousands of nodes in one process: keep per-node preallocations small.
+            config.swarm.event_queue = crate::sim::node_config().swarm.event_queue;
+        }
         config.dht.bucket_size = self.bucket_size;
         config.dht.bucket_count = self.bucket_count;
         config.dht.min_routing_table = self.min_table;

@@ -7,7 +7,10 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::network::Testbed;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::network::{Testbed, make_faulty};
 use super::params::ScenarioParams;
 use super::report::{LatencySection, LookupsSection, MessagesSection, Report, Spread, rate};
 use crate::error::Error;
@@ -81,6 +84,7 @@ pub async fn exchange(
     report.latency_us = Some(LatencySection::of(&mut [rtt]));
     shutdown_all(nodes).await;
     let _ = server.await;
+    testbed.shutdown().await;
     Ok(())
 }
 
@@ -97,23 +101,35 @@ pub async fn one_target(
     let mut nodes = vec![testbed.spawn(target_config).await?];
     nodes.extend(spawn_all(testbed, params, params.nodes - 1).await?);
     let target = nodes[0].local_node();
+    let mut rng = StdRng::seed_from_u64(params.seed);
+    let faulty = make_faulty(testbed, params, &nodes, &mut rng)?;
     let server = echo(nodes[0].register_protocol(PROTOCOL)?);
-    let results: Vec<Option<f64>> = futures::stream::iter(nodes[1..].iter().enumerate())
-        .map(|(i, n)| async move {
-            n.add_node(&target).await.ok()?;
-            let body = format!("message {i}");
-            let started = Instant::now();
-            let reply = n
-                .request(&target.id, PROTOCOL, body.clone(), TIMEOUT)
-                .await
-                .ok()?;
-            (reply.data() == body.as_bytes()).then(|| started.elapsed().as_secs_f64() * 1e6)
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    let mut rtts: Vec<f64> = results.iter().flatten().copied().collect();
-    let sent = results.len();
+    let results: Vec<(usize, Option<f64>)> =
+        futures::stream::iter(nodes.iter().enumerate().skip(1))
+            .map(|(i, n)| async move {
+                let rtt = async {
+                    n.add_node(&target).await.ok()?;
+                    let body = format!("message {i}");
+                    let started = Instant::now();
+                    let reply = n
+                        .request(&target.id, PROTOCOL, body.clone(), TIMEOUT)
+                        .await
+                        .ok()?;
+                    (reply.data() == body.as_bytes()).then(|| started.elapsed().as_secs_f64() * 1e6)
+                };
+                (i, rtt.await)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+    // Messages between non-faulty nodes must arrive; faulty senders' fate is not the row's question.
+    let healthy: Vec<Option<f64>> = results
+        .iter()
+        .filter(|(i, _)| !faulty.contains(i))
+        .map(|(_, r)| *r)
+        .collect();
+    let mut rtts: Vec<f64> = healthy.iter().flatten().copied().collect();
+    let sent = healthy.len();
     report.messages = Some(MessagesSection {
         sent,
         delivered: rtts.len(),
@@ -122,12 +138,48 @@ pub async fn one_target(
     report.latency_us = Some(LatencySection::of(&mut rtts));
     shutdown_all(nodes).await;
     let served = server.await.unwrap_or(0);
+    testbed.shutdown().await;
     if served < rtts.len() {
         report.failures.push(format!(
             "the target saw {served} messages, {} were answered",
             rtts.len()
         ));
     }
+    Ok(())
+}
+
+/// Request/response round trips between two nodes (the seed's "Measure message latency" on any testbed;
+/// on TCP `kadmesh bench latency` also measures a raw TCP baseline).
+pub async fn latency(
+    testbed: &Testbed,
+    params: &ScenarioParams,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let nodes = spawn_all(testbed, params, 2).await?;
+    let server = echo(nodes[1].register_protocol(PROTOCOL)?);
+    let payload = bytes::Bytes::from(vec![0x5a; params.size]);
+    let target = nodes[1].local_node();
+    let (mut rtts, mut sent) = (Vec::with_capacity(params.messages), 0);
+    for _ in 0..params.messages {
+        sent += 1;
+        let started = Instant::now();
+        if nodes[0]
+            .request_to(&target, PROTOCOL, payload.clone(), TIMEOUT)
+            .await
+            .is_ok()
+        {
+            rtts.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    report.messages = Some(MessagesSection {
+        sent,
+        delivered: rtts.len(),
+        delivery_rate: rate(rtts.len(), sent),
+    });
+    report.latency_us = Some(LatencySection::of(&mut rtts));
+    shutdown_all(nodes).await;
+    let _ = server.await;
+    testbed.shutdown().await;
     Ok(())
 }
 

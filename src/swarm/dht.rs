@@ -2,7 +2,7 @@
 //! liveness ping that decides full-bucket evictions, bootstrap and the periodic bucket refresh.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -264,31 +264,14 @@ impl SwarmInner {
         let min_table = self.config.dht.min_routing_table;
         // Then random ids in buckets still empty, until a round finds nothing new or the table is full enough.
         loop {
-            let (size, empty) = {
-                let t = self.table();
-                // The own-id lookup found the nodes closest to us, so buckets deeper than the deepest
-                // occupied one are empty network-wide: looking into them only costs RPCs.
-                let deepest = t
-                    .buckets()
-                    .filter(|b| !b.entries().is_empty())
-                    .map(|b| b.index())
-                    .max()
-                    .unwrap_or(0);
-                let mut empty = t.empty_buckets();
-                empty.retain(|&i| i < deepest);
-                (t.len(), empty)
-            };
-            if size >= min_table || empty.is_empty() {
+            let size = self.table().len();
+            if size >= min_table {
                 break;
             }
-            let targets: Vec<DhtId> = {
-                let t = self.table();
-                let mut rng = self.rng();
-                empty
-                    .iter()
-                    .map(|&i| t.random_id_in_bucket(i, &mut *rng))
-                    .collect()
-            };
+            let targets = self.probe_targets(None);
+            if targets.is_empty() {
+                break;
+            }
             let mut round = FuturesUnordered::new();
             for target in targets {
                 round.push(self.run_lookup(LookupTarget::Closest(target), None));
@@ -336,27 +319,57 @@ impl SwarmInner {
         }
     }
 
-    async fn refresh_once(self: &Arc<Self>, older_than: std::time::Duration) -> Result<(), Error> {
+    /// One refresh round: bootstraps again if the table is empty; else looks up our own id (so nodes
+    /// that joined near us since learn of us, and we of them), then a random id in every bucket that is
+    /// empty, or untouched for `stale_after`, above the deepest occupied one. Returns the lookups run.
+    pub(super) async fn refresh_once(
+        &self,
+        stale_after: std::time::Duration,
+    ) -> Result<u32, Error> {
         if self.table().is_empty() {
-            if let Ok(boot) = self.boot_nodes()
-                && !boot.is_empty()
-            {
-                self.bootstrap(Some(boot)).await?;
+            let boot = self.boot_nodes()?;
+            if boot.is_empty() {
+                return Ok(0);
             }
-            return Ok(());
+            return Ok(self.bootstrap(Some(boot)).await?.lookups);
         }
-        let targets: Vec<DhtId> = {
-            let t = self.table();
-            let mut rng = self.rng();
-            t.stale_buckets(Instant::now(), older_than)
-                .into_iter()
-                .map(|i| t.random_id_in_bucket(i, &mut *rng))
-                .collect()
-        };
-        for target in targets {
-            self.run_lookup(LookupTarget::Closest(target), None).await?;
+        let own = LookupTarget::Closest(self.keypair.node_id().dht_id());
+        let mut lookups = FuturesUnordered::new();
+        lookups.push(self.run_lookup(own, None));
+        for target in self.probe_targets(Some(stale_after)) {
+            lookups.push(self.run_lookup(LookupTarget::Closest(target), None));
         }
-        Ok(())
+        let mut ran = 0;
+        while let Some(outcome) = lookups.next().await {
+            outcome?;
+            ran += 1;
+        }
+        Ok(ran)
+    }
+
+    /// Random ids to look up: one in each empty bucket (and, with `stale_after`, each bucket untouched
+    /// that long) above the deepest occupied bucket. Buckets deeper than that are empty network-wide: the
+    /// own-id lookup would have found their nodes, as they would be the closest to us.
+    fn probe_targets(&self, stale_after: Option<std::time::Duration>) -> Vec<DhtId> {
+        let t = self.table();
+        let deepest = t
+            .buckets()
+            .filter(|b| !b.entries().is_empty())
+            .map(|b| b.index())
+            .max()
+            .unwrap_or(0);
+        let mut wanted = t.empty_buckets();
+        if let Some(age) = stale_after {
+            wanted.extend(t.stale_buckets(Instant::now(), age));
+            wanted.sort_unstable();
+            wanted.dedup();
+        }
+        wanted.retain(|&i| i < deepest);
+        let mut rng = self.rng();
+        wanted
+            .into_iter()
+            .map(|i| t.random_id_in_bucket(i, &mut *rng))
+            .collect()
     }
 }
 

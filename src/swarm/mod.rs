@@ -376,6 +376,15 @@ impl Swarm {
         self.inner.guard(self.inner.bootstrap(None)).await?
     }
 
+    /// Runs one round of the periodic table refresh now: looks up our own id, then random ids in
+    /// empty or stale buckets (bootstraps again if the table is empty). Returns the lookups run.
+    pub async fn refresh(&self) -> Result<u32, Error> {
+        let stale_after = self.inner.config.dht.refresh_interval;
+        self.inner
+            .guard(self.inner.refresh_once(stale_after))
+            .await?
+    }
+
     /// Like [`Swarm::bootstrap`], from the given boot nodes.
     pub async fn bootstrap_from(&self, boot: Vec<NodeInfo>) -> Result<BootstrapReport, Error> {
         self.inner.guard(self.inner.bootstrap(Some(boot))).await?
