@@ -158,3 +158,64 @@ pub fn runtime_for(params: &ScenarioParams) -> std::io::Result<tokio::runtime::R
         params::TransportKind::Tcp => tokio::runtime::Runtime::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::report::{BootstrapSection, MessagesSection};
+
+    fn report(delivered: usize, sent: usize, bootstrap_rate: f64) -> Report {
+        Report {
+            bootstrap: Some(BootstrapSection {
+                success_rate: bootstrap_rate,
+                ..BootstrapSection::default()
+            }),
+            messages: Some(MessagesSection {
+                sent,
+                delivered,
+                delivery_rate: report::rate(delivered, sent),
+            }),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn expected_results_are_checked() {
+        let healthy = ScenarioParams::default();
+        let mut r = report(10, 10, 1.0);
+        check_expected(&healthy, &mut r);
+        assert!(r.passed());
+
+        let mut r = report(9, 10, 1.0);
+        check_expected(&healthy, &mut r);
+        assert_eq!(
+            r.failures.len(),
+            1,
+            "every message must arrive without faults"
+        );
+
+        let mut r = report(10, 10, 0.99);
+        check_expected(&healthy, &mut r);
+        assert_eq!(r.failures.len(), 1, "every non-faulty node must bootstrap");
+
+        let ten = ScenarioParams {
+            faulty_percent: 10.0,
+            fault: FaultKind::Drop,
+            ..ScenarioParams::default()
+        };
+        let mut r = report(99, 100, 1.0);
+        check_expected(&ten, &mut r);
+        assert!(r.passed(), "99% passes with 10% faulty");
+        let mut r = report(98, 100, 1.0);
+        check_expected(&ten, &mut r);
+        assert!(!r.passed());
+
+        let thirty = ScenarioParams {
+            faulty_percent: 30.0,
+            ..ten
+        };
+        let mut r = report(95, 100, 1.0);
+        check_expected(&thirty, &mut r);
+        assert!(r.passed(), "95% passes with 30% faulty");
+    }
+}
