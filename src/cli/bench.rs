@@ -118,6 +118,7 @@ pub fn run(args: BenchArgs) -> CliResult {
         seed: args.seed,
     };
     params.validate()?;
+    scenario::progress::enable(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let runtime = scenario::runtime_for(&params)?;
     let report = runtime.block_on(scenario::run(args.scenario, &params))?;
     print_report(&report);

@@ -11,6 +11,7 @@ pub mod connections;
 pub mod latency;
 pub mod network;
 pub mod params;
+pub mod progress;
 pub mod report;
 pub mod rows;
 pub mod stats;

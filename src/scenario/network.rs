@@ -10,6 +10,7 @@ use rand::seq::index::sample;
 use tokio::time::Instant;
 
 use super::params::{FaultKind, ScenarioParams, TransportKind};
+use super::progress::Stage;
 use super::report::{BootstrapSection, median_min, rate};
 use crate::config::Config;
 use crate::error::Error;
@@ -122,9 +123,12 @@ impl Network {
         let mut rng = StdRng::seed_from_u64(params.seed);
         let config = params.node_config();
         let mut nodes = Vec::with_capacity(params.nodes);
+        let stage = Stage::new("start", params.nodes);
         for _ in 0..params.nodes {
             nodes.push(testbed.spawn(config.clone()).await?);
+            stage.inc();
         }
+        drop(stage);
         let faulty = make_faulty(&testbed, params, &nodes, &mut rng)?;
         let boot: Vec<NodeInfo> = nodes[..params.boot_nodes]
             .iter()
@@ -143,26 +147,39 @@ impl Network {
                 let _ = b.bootstrap_from(others).await;
             }
         }
+        let stage = Stage::new("bootstrap", params.nodes - params.boot_nodes);
         let results: Vec<(usize, bool)> = futures::stream::iter(params.boot_nodes..params.nodes)
             .map(|i| {
                 let node = nodes[i].clone();
                 let boot = boot.clone();
-                async move { (i, node.bootstrap_from(boot).await.is_ok()) }
+                let stage = &stage;
+                async move {
+                    let ok = node.bootstrap_from(boot).await.is_ok();
+                    stage.inc();
+                    (i, ok)
+                }
             })
             .buffer_unordered(BOOTSTRAP_CONCURRENCY)
             .collect()
             .await;
         // Then one round of the periodic refresh on every node, as a running network would do: nodes that
         // joined side by side learn of each other.
+        drop(stage);
+        let stage = Stage::new("refresh", nodes.len());
         let _: Vec<()> = futures::stream::iter(nodes.iter().cloned())
-            .map(|node| async move {
-                if let Err(e) = node.refresh().await {
-                    tracing::debug!(node = %node.local_node(), error = %e, "refresh failed");
+            .map(|node| {
+                let stage = &stage;
+                async move {
+                    if let Err(e) = node.refresh().await {
+                        tracing::debug!(node = %node.local_node(), error = %e, "refresh failed");
+                    }
+                    stage.inc();
                 }
             })
             .buffer_unordered(BOOTSTRAP_CONCURRENCY)
             .collect()
             .await;
+        drop(stage);
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         let healthy: Vec<usize> = (params.boot_nodes..params.nodes)
             .filter(|i| !faulty.contains(i))

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::network::Network;
 use super::params::ScenarioParams;
+use super::progress::Stage;
 use super::report::{LookupsSection, MessagesSection, Report, Spread, rate};
 use crate::error::Error;
 use crate::swarm::Message;
@@ -33,6 +34,7 @@ pub async fn run(
     let (mut attempted, mut found, mut sent, mut delivered) = (0usize, 0usize, 0usize, 0usize);
     let (mut answered, mut answer_time) = (0u64, Duration::ZERO);
     let started = Instant::now();
+    let stage = Stage::new("sends", params.lookups);
     let mut tries = 0;
     while attempted < params.lookups && tries < params.lookups * 50 {
         tries += 1;
@@ -44,6 +46,7 @@ pub async fn run(
         }
         attempted += 1;
         sent += 1;
+        stage.inc();
         let body = format!("unknown {attempted} from {from}");
         match net.nodes[from]
             .send_message(&target, PROTOCOL, body.clone())
