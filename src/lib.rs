@@ -2,12 +2,16 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod dht;
 pub mod error;
 pub mod identity;
+pub mod metrics;
 pub mod peer;
+pub mod persist;
 pub mod swarm;
 pub mod transport;
 pub mod wire;
