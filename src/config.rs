@@ -39,6 +39,8 @@ pub struct Config {
     pub dht: DhtConfig,
     /// Where to find the network at start.
     pub bootstrap: BootstrapConfig,
+    /// Gossip broadcast settings.
+    pub gossip: GossipConfig,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             swarm: SwarmConfig::default(),
             dht: DhtConfig::default(),
             bootstrap: BootstrapConfig::default(),
+            gossip: GossipConfig::default(),
         }
     }
 }
@@ -86,6 +89,9 @@ pub struct NetConfig {
     pub rate_limit_per_sec: u32,
     /// Inbound frame burst allowed per connection above the sustained rate (default 50,000).
     pub rate_limit_burst: u32,
+    /// Run handshake crypto (ECDSA, ECDH) on tokio's blocking pool instead of the runtime's workers
+    /// (default on: measured faster and kinder to other tasks, see README "Benchmarks").
+    pub offload_handshake: bool,
 }
 
 impl Default for NetConfig {
@@ -102,6 +108,7 @@ impl Default for NetConfig {
             send_buffer: 1024 * 1024,
             rate_limit_per_sec: 20_000,
             rate_limit_burst: 50_000,
+            offload_handshake: true,
         }
     }
 }
@@ -187,6 +194,36 @@ pub struct BootstrapConfig {
     pub files: Vec<std::path::PathBuf>,
 }
 
+/// Gossip broadcast settings (see [`crate::gossip`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GossipConfig {
+    /// Peers a node relays each new message to (default 8): `fanout - 1` random peers plus, on
+    /// average, one cover peer (see [`crate::gossip::relay`]). 1 to 64.
+    pub fanout: usize,
+    /// Most message ids remembered for dedupe (default 100,000); when full, the ids that expire soonest
+    /// are forgotten first.
+    pub seen_capacity: usize,
+    /// How long a message id is remembered after its author timestamp (default 2 min); older messages
+    /// are rejected by their timestamp.
+    #[serde(with = "humantime_serde")]
+    pub seen_ttl: Duration,
+    /// Most messages being relayed at once (default 1024); a message that finds the queue full is not
+    /// relayed, and counted.
+    pub relay_queue: usize,
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        Self {
+            fanout: 8,
+            seen_capacity: 100_000,
+            seen_ttl: Duration::from_secs(120),
+            relay_queue: 1024,
+        }
+    }
+}
+
 fn positive(key: &'static str, value: usize) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(ConfigError {
@@ -246,6 +283,16 @@ impl Config {
         nonzero_duration("dht.lookup_timeout", d.lookup_timeout)?;
         nonzero_duration("dht.ping_timeout", d.ping_timeout)?;
         nonzero_duration("dht.refresh_interval", d.refresh_interval)?;
+        let g = &self.gossip;
+        if !(1..=64).contains(&g.fanout) {
+            return Err(ConfigError {
+                key: "gossip.fanout",
+                reason: format!("{} is outside 1..=64", g.fanout),
+            });
+        }
+        positive("gossip.seen_capacity", g.seen_capacity)?;
+        nonzero_duration("gossip.seen_ttl", g.seen_ttl)?;
+        positive("gossip.relay_queue", g.relay_queue)?;
         for (i, node) in self.bootstrap.nodes.iter().enumerate() {
             node.parse::<crate::peer::NodeInfo>()
                 .map_err(|e| ConfigError {
@@ -543,5 +590,11 @@ mod tests {
         let mut c = Config::default();
         c.swarm.protocol_queue = 0;
         assert_eq!(c.validate().unwrap_err().key, "swarm.protocol_queue");
+        let mut c = Config::default();
+        c.gossip.fanout = 0;
+        assert_eq!(c.validate().unwrap_err().key, "gossip.fanout");
+        let mut c = Config::default();
+        c.gossip.seen_ttl = Duration::ZERO;
+        assert_eq!(c.validate().unwrap_err().key, "gossip.seen_ttl");
     }
 }

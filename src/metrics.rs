@@ -12,7 +12,7 @@
 //! | `kadmesh_connections` | gauge | |
 //! | `kadmesh_routing_table_size` | gauge | |
 //! | `kadmesh_routing_table_bucket_nodes` | gauge | `bucket` |
-//! | `kadmesh_messages_total` | counter | `direction` (`in`/`out`), `protocol` |
+//! | `kadmesh_messages_total` | counter | `direction` (`in`/`out`), `protocol` (out: direct sends only; gossip sends are `kadmesh_gossip_sent_total`) |
 //! | `kadmesh_message_bytes_total` | counter (payload bytes) | `direction`, `protocol` |
 //! | `kadmesh_envelopes_received_total`, `kadmesh_envelopes_sent_total` | counter | |
 //! | `kadmesh_messages_delivered_total`, `kadmesh_responses_matched_total` | counter | |
@@ -24,6 +24,9 @@
 //! | `kadmesh_messages_dropped_total` | counter | `reason` |
 //! | `kadmesh_api_messages_dropped_total` | counter | `reason` (`no_subscriber`, `subscriber_lagged`) |
 //! | `kadmesh_metrics_events_lagged_total` | counter | |
+//! | `kadmesh_gossip_{broadcasts,received,delivered,duplicates,sent,relayed}_total` | counter | |
+//! | `kadmesh_gossip_{unknown_protocol,penalties}_total` | counter | |
+//! | `kadmesh_gossip_dropped_total` | counter | `reason` (`relay_queue_full`, `malformed`, `signature`, `expired`, `future`, `validator`) |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -300,6 +303,74 @@ impl NodeMetrics {
                 value.load(Ordering::Relaxed) as f64,
             ));
         }
+        let g = &stats.gossip;
+        let gossip = [
+            (
+                "kadmesh_gossip_broadcasts_total",
+                "Gossip messages this node authored.",
+                &g.broadcasts,
+            ),
+            (
+                "kadmesh_gossip_received_total",
+                "Gossip envelopes received.",
+                &g.received,
+            ),
+            (
+                "kadmesh_gossip_delivered_total",
+                "Gossip messages delivered to a protocol (each at most once).",
+                &g.delivered,
+            ),
+            (
+                "kadmesh_gossip_duplicates_total",
+                "Gossip copies of messages already seen.",
+                &g.duplicates,
+            ),
+            (
+                "kadmesh_gossip_sent_total",
+                "Gossip envelopes sent (authored and relayed).",
+                &g.sent,
+            ),
+            (
+                "kadmesh_gossip_relayed_total",
+                "Gossip envelopes relayed for other authors.",
+                &g.relayed,
+            ),
+            (
+                "kadmesh_gossip_unknown_protocol_total",
+                "Valid gossip messages of protocols not registered here.",
+                &g.unknown_protocol,
+            ),
+            (
+                "kadmesh_gossip_penalties_total",
+                "Penalties given to peers for invalid messages.",
+                &g.penalties,
+            ),
+        ];
+        for (name, help, value) in gossip {
+            out.push(single(
+                name,
+                help,
+                MetricType::COUNTER,
+                value.load(Ordering::Relaxed) as f64,
+            ));
+        }
+        let rejected = [
+            ("relay_queue_full", &g.relay_dropped),
+            ("malformed", &g.rejected_malformed),
+            ("signature", &g.rejected_signature),
+            ("expired", &g.rejected_expired),
+            ("future", &g.rejected_future),
+            ("validator", &g.rejected_validator),
+        ];
+        out.push(family(
+            "kadmesh_gossip_dropped_total",
+            "Gossip messages rejected or not relayed, by reason.",
+            MetricType::COUNTER,
+            rejected
+                .iter()
+                .map(|(reason, v)| counter(&[("reason", reason)], v.load(Ordering::Relaxed)))
+                .collect(),
+        ));
         let traffic = stats.traffic.snapshot();
         let mut messages = Vec::new();
         let mut bytes = Vec::new();

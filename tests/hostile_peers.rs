@@ -6,27 +6,19 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use common::{WAIT, local_config, wait_event};
+use common::{RawPeer, WAIT, handshake_config, local_config, now_ms, wait_event};
 use futures::{SinkExt, StreamExt};
-use kadmesh::crypto::handshake::{HandshakeConfig, HandshakeError, Initiator};
+use kadmesh::crypto::handshake::{HandshakeError, Initiator};
 use kadmesh::crypto::session::SessionError;
 use kadmesh::transport::CloseReason;
-use kadmesh::wire::{self, FrameCodec};
+use kadmesh::wire;
 use kadmesh::{Keypair, Swarm, SwarmEvent};
 use rand::{Rng, SeedableRng};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// The node under attack, a well-behaved peer that keeps talking to it, and a stop switch.
 struct Arena {
@@ -186,23 +178,11 @@ async fn garbage_after_a_valid_handshake_fails_the_mac() {
     let arena = Arena::new().await;
     let mut events = arena.node.events();
     let before = arena.round_trips.load(Ordering::Relaxed);
-    let cfg = handshake_config(&arena.node);
-    let me = Keypair::random();
-    let stream = raw_client(&arena.node).await;
-    let mut framed = Framed::new(stream, FrameCodec::new(1 << 20));
-    let (initiator, hello) = Initiator::start(
-        &cfg,
-        &me,
-        &arena.node.local_node().id,
-        now_ms(),
-        &mut rand::rng(),
-    )
-    .unwrap();
-    framed.send(wire::encode(&hello)).await.unwrap();
-    let reply = framed.next().await.unwrap().unwrap();
-    let reply = wire::decode("HandshakeData", &reply).unwrap();
-    let (_established, fin) = initiator.on_response(&reply, now_ms()).unwrap();
-    framed.send(wire::encode(&fin)).await.unwrap();
+    let RawPeer {
+        keypair: me,
+        mut framed,
+        ..
+    } = RawPeer::connect(&arena.node).await;
     let connected = wait_event(&mut events, |ev| match ev {
         SwarmEvent::PeerConnected(p) if p.id == me.node_id() => Some(()),
         _ => None,
@@ -225,11 +205,62 @@ async fn garbage_after_a_valid_handshake_fails_the_mac() {
     arena.finish(before).await;
 }
 
-fn handshake_config(node: &Swarm) -> HandshakeConfig {
-    HandshakeConfig {
-        network_id: node.config().network_id,
-        client_version: node.config().client_version.clone(),
-        max_clock_skew: node.config().net.max_clock_skew,
-        listen_port: 0,
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peer_is_pinged_then_closed_by_keepalive() {
+    let mut config = local_config();
+    config.net.ping_interval = Duration::from_millis(150);
+    config.net.ping_timeout = Duration::from_millis(150);
+    let node = Swarm::start(config).await.unwrap();
+    let mut events = node.events();
+    let RawPeer {
+        keypair: me,
+        mut framed,
+        ..
+    } = RawPeer::connect(&node).await;
+    // Never answer: the node's ping arrives (a sealed frame), then the connection is closed.
+    let ping = tokio::time::timeout(WAIT, framed.next()).await.unwrap();
+    assert!(
+        matches!(ping, Some(Ok(_))),
+        "expected the keepalive ping, got {ping:?}"
+    );
+    let reason = wait_event(&mut events, |ev| match ev {
+        SwarmEvent::PeerDisconnected { peer, reason } if *peer == me.node_id() => {
+            Some(reason.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, CloseReason::KeepaliveTimeout);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooding_peer_is_closed_by_the_rate_limit() {
+    let mut config = local_config();
+    config.net.rate_limit_per_sec = 20;
+    config.net.rate_limit_burst = 10;
+    let node = Swarm::start(config).await.unwrap();
+    let _inbox = node.register_protocol("chat").unwrap();
+    let mut events = node.events();
+    let flooder = Swarm::start(local_config()).await.unwrap();
+    for _ in 0..50 {
+        // Sends fail once the node has closed the connection; that is the point.
+        if flooder
+            .send_message_to(&node.local_node(), "chat", &b"flood"[..])
+            .await
+            .is_err()
+        {
+            break;
+        }
     }
+    let reason = wait_event(&mut events, |ev| match ev {
+        SwarmEvent::PeerDisconnected { peer, reason } if *peer == flooder.local_node().id => {
+            Some(reason.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, CloseReason::RateLimited);
+    flooder.shutdown().await;
+    node.shutdown().await;
 }

@@ -184,6 +184,19 @@ async fn bad_input_gets_a_clear_4xx_and_the_node_keeps_working() {
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
+    // Broadcasts are checked like sends.
+    let broadcast = x.url("/v1/broadcast");
+    let (s, _) = post(&broadcast, json!({"protocol": "/kadmesh/x", "payload": ""})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = post(&broadcast, json!({"protocol": "chat", "payload": "%%"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = post(
+        &broadcast,
+        json!({"protocol": "chat", "payload": b64(&vec![1u8; FRAME])}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+
     // Unknown routes and methods.
     let (s, b) = get(&x.url("/v1/nothing")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);

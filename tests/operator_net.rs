@@ -1,6 +1,6 @@
 //! Five `kadmesh node` processes from one seed list, driven only through their HTTP APIs: a send to a
-//! node the sender does not know, request/response, a SIGKILLed node, and its restart from its data
-//! directory with the seed list gone.
+//! node the sender does not know, request/response, a broadcast, a SIGKILLed node, and its restart from
+//! its data directory with the seed list gone.
 
 mod operator_common;
 
@@ -158,6 +158,26 @@ async fn five_processes_one_seed_list_kill_and_restart() {
     assert_eq!(s, StatusCode::OK, "{answer}");
     assert_eq!(unb64(answer["payload"].as_str().unwrap()), b"4");
 
+    // Broadcast from B: every other node's stream gets it once, as gossip authored by B.
+    let mut a_inbox = subscribe(&a, "chat").await;
+    let mut c_inbox = subscribe(&c, "chat").await;
+    let mut d_inbox = subscribe(&d, "chat").await;
+    let body = json!({"protocol": "chat", "payload": b64(b"to everyone")});
+    let (s, report) = post(&b.url("/v1/broadcast"), body).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert!(
+        !report["sent_to"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    assert_eq!(report["id"].as_str().unwrap().len(), 64, "{report}");
+    for inbox in [&mut a_inbox, &mut c_inbox, &mut d_inbox, &mut e_inbox] {
+        let m = inbox.message().await;
+        assert_eq!(m["author"], b.id().as_str(), "{m}");
+        assert_eq!(m["gossip"], true, "{m}");
+        assert_eq!(unb64(m["payload"].as_str().unwrap()), b"to everyone");
+    }
+    drop((a_inbox, c_inbox));
+
     // C's snapshot holds the network before C dies.
     let snapshot = dir("c").join("peers.txt");
     eventually("C's snapshot lists the other four", || async {
@@ -171,7 +191,6 @@ async fn five_processes_one_seed_list_kill_and_restart() {
     c.kill().await;
 
     // The rest keep working without the seed.
-    let mut d_inbox = subscribe(&d, "chat").await;
     send(&b, &d, "chat", b"B to D").await;
     expect_message(&mut d_inbox, &b, b"B to D").await;
     send(&a, &e, "chat", b"again").await;

@@ -194,3 +194,87 @@ async fn seed_list_file_errors_name_the_line() {
     n.shutdown().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A peer that makes `node` meet it, then answers every FindNode request with `answer`.
+async fn lying_peer(node: &Swarm, answer: Vec<NodeInfo>) -> tokio::task::JoinHandle<()> {
+    use kadmesh::swarm::{FINDNODE_PROTOCOL, PING_PROTOCOL};
+    use kadmesh::wire::{self, pb};
+    let mut liar = common::RawPeer::connect(node).await;
+    // A ping request makes the node meet the liar (every authenticated message refreshes its sender).
+    let mut hello = common::RawPeer::envelope(node, PING_PROTOCOL, b"");
+    hello.metadata.as_mut().unwrap().req_id = uuid::Uuid::new_v4().as_bytes().to_vec();
+    liar.send(&hello).await;
+    assert!(liar.recv().await.metadata.unwrap().response);
+    let answer = wire::encode(&pb::FindNodeResponse {
+        nodes: answer.iter().map(pb::NodeInfo::from).collect(),
+    });
+    let node = node.clone();
+    tokio::spawn(async move {
+        loop {
+            let meta = liar.recv().await.metadata.unwrap_or_default();
+            if meta.protocol != FINDNODE_PROTOCOL {
+                continue;
+            }
+            let mut reply = common::RawPeer::envelope(&node, FINDNODE_PROTOCOL, &answer);
+            let m = reply.metadata.as_mut().unwrap();
+            m.req_id = meta.req_id;
+            m.response = true;
+            liar.send(&reply).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_find_node_answers_are_rejected_and_counted() {
+    let a = node().await;
+    let fake = |port| {
+        NodeInfo::new(
+            kadmesh::Keypair::random().node_id(),
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )
+    };
+    let too_many: Vec<NodeInfo> = (0..a.config().dht.bucket_size + 1)
+        .map(|i| fake(1000 + i as u16))
+        .collect();
+    let liar = lying_peer(&a, too_many).await;
+    let target = kadmesh::Keypair::random().node_id();
+    let r = timeout(WAIT, a.lookup(&target)).await.unwrap();
+    assert!(
+        matches!(r, Err(Error::NodeNotFound(id)) if id == target),
+        "{r:?}"
+    );
+    assert!(
+        a.stats()
+            .findnode_bad
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    liar.abort();
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_heard_of_only_in_answers_stay_out_of_the_table() {
+    let a = node().await;
+    // A node that does not exist: nothing listens at its address.
+    let ghost_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let ghost = NodeInfo::new(kadmesh::Keypair::random().node_id(), ghost_addr);
+    let liar = lying_peer(&a, vec![ghost]).await;
+    let before = a.table_len();
+    // The lookup learns the ghost's address from the liar...
+    let (found, _) = timeout(WAIT, a.lookup(&ghost.id)).await.unwrap().unwrap();
+    assert_eq!(found, ghost);
+    // ...but the ghost never answered, so it is neither in the table nor served to others.
+    let (closest, _) = timeout(WAIT, a.closest_nodes(&ghost.dht_id()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!a.table_contains(&ghost.id));
+    assert!(closest.iter().all(|n| n.id != ghost.id));
+    assert_eq!(a.table_len(), before);
+    liar.abort();
+    a.shutdown().await;
+}

@@ -1,4 +1,4 @@
-//! Real TCP on 127.0.0.1: message exchange, request/response, many senders to one target, and
+//! Real TCP on 127.0.0.1: message exchange, request/response, 500 senders to one target, and
 //! unregistered protocols (seed rows "Simple message exchange" and "Multiple messages with one target").
 
 mod common;
@@ -151,8 +151,10 @@ async fn shutdown_releases_pending_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_nodes_send_to_one_target_and_all_get_a_response() {
-    const SENDERS: usize = 120;
-    let target = node().await;
+    const SENDERS: usize = 500;
+    let mut config = common::local_config();
+    config.net.max_inbound = SENDERS + 10;
+    let target = kadmesh::Swarm::start(config).await.unwrap();
     let mut inbox = target.register_protocol("echo").unwrap();
     let server = tokio::spawn(async move {
         let mut served = 0;

@@ -9,6 +9,7 @@
 //! | `POST /v1/send` `{"to","protocol","payload"}` | one-way message (payload base64) |
 //! | `POST /v1/request` `{"to","protocol","payload","timeout_ms"?}` | request; returns the response |
 //! | `POST /v1/respond` `{"req_id","payload"}` | answers a request received on an API protocol |
+//! | `POST /v1/broadcast` `{"protocol","payload"}` | gossip to every node; returns the message id and peers |
 //! | `GET /v1/protocols`, `POST /v1/protocols` `{"name"}` | protocols registered for the API |
 //! | `GET /v1/protocols/{name}/messages` | the protocol's inbound messages as Server-Sent Events |
 //! | `GET /metrics` | Prometheus text format ([`crate::metrics`]) |
@@ -92,6 +93,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/send", post(routes::send))
         .route("/v1/request", post(routes::request))
         .route("/v1/respond", post(routes::respond))
+        .route("/v1/broadcast", post(routes::broadcast))
         .route(
             "/v1/protocols",
             get(routes::protocols).post(routes::register_protocol),

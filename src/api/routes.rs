@@ -399,6 +399,44 @@ pub async fn respond(
     }))
 }
 
+/// `POST /v1/broadcast` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastRequest {
+    /// The protocol.
+    protocol: String,
+    /// The payload, base64.
+    payload: String,
+}
+
+/// `POST /v1/broadcast` response.
+#[derive(Serialize)]
+pub struct BroadcastResponse {
+    /// The gossip message id (hex of the signed digest).
+    id: String,
+    /// Peers the message was handed to.
+    sent_to: Vec<NodeJson>,
+    /// Peers a send to failed.
+    failed: Vec<NodeJson>,
+}
+
+/// `POST /v1/broadcast`: an author-signed gossip message to every node (each delivers it once to the
+/// protocol's subscribers, with `gossip: true` and this node as `author`).
+pub async fn broadcast(
+    State(state): State<ApiState>,
+    ApiJson(req): ApiJson<BroadcastRequest>,
+) -> Result<Json<BroadcastResponse>, ApiError> {
+    let payload = decode_payload(&req.payload, state.payload_limit)?;
+    let report = state
+        .guard(state.swarm.broadcast(&req.protocol, payload))
+        .await??;
+    Ok(Json(BroadcastResponse {
+        id: report.id.to_string(),
+        sent_to: report.sent_to.iter().map(NodeJson::from).collect(),
+        failed: report.failed.iter().map(NodeJson::from).collect(),
+    }))
+}
+
 /// `POST /v1/protocols` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::CliResult;
+use crate::scenario::connections::{self, ConnectionsParams};
 use crate::scenario::latency::{self, LatencyParams};
 use crate::scenario::params::{FaultKind, ScenarioParams, TransportKind};
 use crate::scenario::report::Report;
@@ -21,7 +22,8 @@ pub struct BenchArgs {
     /// Where the nodes run [default: sim; tcp for latency].
     #[arg(long, value_enum)]
     pub transport: Option<TransportKind>,
-    /// Nodes in all, boot nodes included [default: 1000; 100 on tcp].
+    /// Nodes in all, boot nodes included [default: 1000 (100 on tcp); exchange 2, find-node 3,
+    /// one-target 500].
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
     pub nodes: Option<u32>,
     /// Boot nodes.
@@ -57,6 +59,15 @@ pub struct BenchArgs {
     /// Payload size in bytes (latency).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
     pub size: u32,
+    /// Connections to open (connections).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=15_000))]
+    pub connections: u32,
+    /// Dials in flight at once (connections).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// Run handshake crypto on tokio's blocking pool (connections).
+    #[arg(long)]
+    pub offload_handshake: bool,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -67,17 +78,28 @@ pub struct BenchArgs {
 
 /// Runs the chosen scenario.
 pub fn run(args: BenchArgs) -> CliResult {
-    if args.scenario == ScenarioKind::Latency {
-        return run_latency(&args);
+    match args.scenario {
+        ScenarioKind::Latency => return run_latency(&args),
+        ScenarioKind::Connections => return run_connections(&args),
+        _ => {}
     }
     let transport = args.transport.unwrap_or(TransportKind::Sim);
     let small = transport == TransportKind::Tcp;
+    let default_nodes = match args.scenario {
+        ScenarioKind::Exchange => 2,
+        ScenarioKind::FindNode => 3,
+        ScenarioKind::OneTarget => 500,
+        _ if small => 100,
+        _ => 1000,
+    };
     let params = ScenarioParams {
         transport,
-        nodes: args
-            .nodes
-            .map_or(if small { 100 } else { 1000 }, |n| n as usize),
-        boot_nodes: args.boot_nodes as usize,
+        nodes: args.nodes.map_or(default_nodes, |n| n as usize),
+        // In the small rows the first node plays the boot node.
+        boot_nodes: match args.scenario {
+            ScenarioKind::Exchange | ScenarioKind::FindNode | ScenarioKind::OneTarget => 1,
+            _ => args.boot_nodes as usize,
+        },
         bucket_size: args.bucket_size as usize,
         bucket_count: args.bucket_count as usize,
         min_table: args.min_table as usize,
@@ -197,6 +219,53 @@ fn run_latency(args: &BenchArgs) -> CliResult {
     println!("ratio (median)    {:>10.2}", report.ratio_median);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_connections(args: &BenchArgs) -> CliResult {
+    if args.transport == Some(TransportKind::Sim) {
+        return Err("the connections scenario runs on tcp only".into());
+    }
+    let params = ConnectionsParams {
+        connections: args.connections as usize,
+        concurrency: args.concurrency as usize,
+        offload: args.offload_handshake,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(connections::run(&params))?;
+    println!(
+        "scenario   connections (tcp, loopback, dialer and listener in one process, handshake crypto {})",
+        if report.offload_handshake {
+            "on the blocking pool"
+        } else {
+            "inline"
+        }
+    );
+    println!(
+        "opened     {} connections in {:.0} ms: {:.0} per second ({} dials in flight)",
+        report.connections, report.elapsed_ms, report.connections_per_sec, report.concurrency
+    );
+    println!("1 ms ticker lateness (us)   median       p99       max");
+    let t = report.ticker_lateness_us;
+    let i = report.idle_ticker_lateness_us;
+    println!(
+        "  during the storm       {:>10.0}{:>10.0}{:>10.0}",
+        t.median, t.p99, t.max
+    );
+    println!(
+        "  idle, just before      {:>10.0}{:>10.0}{:>10.0}",
+        i.median, i.p99, i.max
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    if report.connections < params.connections {
+        eprintln!(
+            "kadmesh: only {} of {} connections were established",
+            report.connections, params.connections
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

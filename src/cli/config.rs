@@ -202,6 +202,11 @@ const KEYS: &[(&str, &str, Shown)] = &[
         Shown::Value,
     ),
     (
+        "net.offload_handshake",
+        "Run handshake crypto (ECDSA, ECDH) on the blocking thread pool instead of the runtime's workers.",
+        Shown::Value,
+    ),
+    (
         "swarm.protocol_queue",
         "Capacity of each registered protocol's message queue (also each API stream's buffer).",
         Shown::Value,
@@ -249,6 +254,26 @@ const KEYS: &[(&str, &str, Shown)] = &[
     (
         "dht.refresh_interval",
         "Buckets untouched this long are refreshed with a lookup.",
+        Shown::Value,
+    ),
+    (
+        "gossip.fanout",
+        "Peers each new gossip message is relayed to (1 to 64): fanout - 1 random peers plus about one cover peer.",
+        Shown::Value,
+    ),
+    (
+        "gossip.seen_capacity",
+        "Most gossip message ids remembered for dedupe.",
+        Shown::Value,
+    ),
+    (
+        "gossip.seen_ttl",
+        "How long a gossip message id is remembered after its author timestamp; older messages are rejected.",
+        Shown::Value,
+    ),
+    (
+        "gossip.relay_queue",
+        "Most gossip messages being relayed at once; a message that finds the queue full is not relayed, and counted.",
         Shown::Value,
     ),
     (
@@ -476,6 +501,16 @@ mod tests {
                 "[bootstrap]\nnodes = [\"127.0.0.1:1/nope\"]",
                 "bootstrap.nodes",
             ),
+            (
+                "[net]\noffload_handshake = \"yes\"",
+                "net.offload_handshake",
+            ),
+            ("[gossip]\nfanout = 0", "gossip.fanout"),
+            ("[gossip]\nfanout = 65", "gossip.fanout"),
+            ("[gossip]\nseen_capacity = 0", "gossip.seen_capacity"),
+            ("[gossip]\nseen_ttl = \"0s\"", "gossip.seen_ttl"),
+            ("[gossip]\nrelay_queue = 0", "gossip.relay_queue"),
+            ("[gossip]\nbogus = 0", "gossip.bogus"),
             ("[bootstrap]\nnodes = \"x\"", "bootstrap.nodes"),
             ("[bootstrap]\nfiles = [1]", "bootstrap.files[0]"),
             ("[bootstrap]\nbogus = []", "bootstrap.bogus"),

@@ -7,12 +7,12 @@
 
 use std::fmt;
 
-use tokio::time::Instant;
-
+pub mod connections;
 pub mod latency;
 pub mod network;
 pub mod params;
 pub mod report;
+pub mod rows;
 pub mod stats;
 pub mod unknown;
 
@@ -25,6 +25,15 @@ use crate::error::Error;
 /// The scenarios of `kadmesh bench`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScenarioKind {
+    /// Two nodes: a request, the answer, and the receiver learns the sender (seed row "Simple message
+    /// exchange").
+    Exchange,
+    /// Every node sends a request to the first node and gets an answer (seed row "Multiple messages with
+    /// one target node").
+    OneTarget,
+    /// Three nodes: 2 and 3 know only 1; 2 sends to 3 through a FindNode lookup (seed row "Send message to
+    /// unknown node (Simple FindNode)").
+    FindNode,
     /// Nodes bootstrap from boot nodes (seed rows "Bootstrap", with faults).
     Bootstrap,
     /// After bootstrap, sends to nodes not in the sender's table (seed rows "Send message to node we
@@ -32,32 +41,51 @@ pub enum ScenarioKind {
     Unknown,
     /// Request/response round trips between two nodes against raw TCP (seed row "Measure message latency").
     Latency,
+    /// New authenticated connections per second, dialer and listener in one process (TCP only).
+    Connections,
 }
 
 impl fmt::Display for ScenarioKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            ScenarioKind::Exchange => "exchange",
+            ScenarioKind::OneTarget => "one-target",
+            ScenarioKind::FindNode => "find-node",
             ScenarioKind::Bootstrap => "bootstrap",
             ScenarioKind::Unknown => "unknown",
             ScenarioKind::Latency => "latency",
+            ScenarioKind::Connections => "connections",
         })
     }
 }
 
-/// Runs a network scenario (`bootstrap` or `unknown`) and checks its expected result.
+/// Runs a scenario (all but the TCP-only `latency` and `connections`) and checks its expected result.
 pub async fn run(kind: ScenarioKind, params: &ScenarioParams) -> Result<Report, Error> {
     let wall = std::time::Instant::now();
     let mut report = base_report(kind, params);
-    let mut net = Network::build(params).await?;
-    report.time_base = net.testbed.time_base().to_owned();
-    let started = Instant::now();
     match kind {
-        ScenarioKind::Bootstrap | ScenarioKind::Latency => {}
-        ScenarioKind::Unknown => unknown::run(&mut net, params, &mut report).await?,
+        ScenarioKind::Bootstrap | ScenarioKind::Unknown => {
+            let mut net = Network::build(params).await?;
+            report.time_base = net.testbed.time_base().to_owned();
+            if kind == ScenarioKind::Unknown {
+                unknown::run(&mut net, params, &mut report).await?;
+            }
+            report.bootstrap = Some(net.bootstrap.clone());
+            net.shutdown().await;
+        }
+        ScenarioKind::Exchange | ScenarioKind::OneTarget | ScenarioKind::FindNode => {
+            let testbed = network::Testbed::new(params)?;
+            report.time_base = testbed.time_base().to_owned();
+            match kind {
+                ScenarioKind::Exchange => rows::exchange(&testbed, params, &mut report).await?,
+                ScenarioKind::OneTarget => rows::one_target(&testbed, params, &mut report).await?,
+                _ => rows::find_node(&testbed, params, &mut report).await?,
+            }
+        }
+        ScenarioKind::Latency | ScenarioKind::Connections => {
+            return Err(Error::Unsupported("this scenario through scenario::run"));
+        }
     }
-    tracing::debug!(elapsed = ?started.elapsed(), "scenario flow done");
-    report.bootstrap = Some(net.bootstrap.clone());
-    net.shutdown().await;
     check_expected(params, &mut report);
     report.wall_ms = wall.elapsed().as_secs_f64() * 1e3;
     report.peak_rss_mb = report::peak_rss_mb();

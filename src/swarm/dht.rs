@@ -267,7 +267,17 @@ impl SwarmInner {
         loop {
             let (size, empty) = {
                 let t = self.table();
-                (t.len(), t.empty_buckets())
+                // The own-id lookup found the nodes closest to us, so buckets deeper than the deepest
+                // occupied one are empty network-wide: looking into them only costs RPCs.
+                let deepest = t
+                    .buckets()
+                    .filter(|b| !b.entries().is_empty())
+                    .map(|b| b.index())
+                    .max()
+                    .unwrap_or(0);
+                let mut empty = t.empty_buckets();
+                empty.retain(|&i| i < deepest);
+                (t.len(), empty)
             };
             if size >= min_table || empty.is_empty() {
                 break;

@@ -33,6 +33,11 @@ impl SwarmInner {
         if !self.within_skew(meta.timestamp) {
             return drop_it(DropReason::ClockSkew);
         }
+        if meta.gossip || meta.protocol == crate::gossip::GOSSIP_PROTOCOL {
+            // The session authenticated the sender: it is alive and reachable.
+            self.saw_node(&from);
+            return self.on_gossip(from, meta, envelope.payload).await;
+        }
         let req_id = Uuid::from_slice(&meta.req_id).ok();
         let message = Message {
             sender: from,
@@ -43,6 +48,7 @@ impl SwarmInner {
             client_version: meta.client_version.clone(),
             author: from.id,
             gossip: false,
+            gossip_id: None,
             swarm: self.weak_self(),
         };
         // The session authenticated the sender: it is alive and reachable.
@@ -63,9 +69,15 @@ impl SwarmInner {
         {
             return;
         }
-        let Some(channel) = self.protocols.sender(&meta.protocol) else {
+        let Some((channel, validator)) = self.protocols.route(&meta.protocol) else {
             return drop_it(DropReason::UnknownProtocol);
         };
+        if let Some(validator) = validator
+            && !validator(&message)
+        {
+            self.penalise(&from.id);
+            return drop_it(DropReason::Rejected);
+        }
         match channel.send(message).await {
             Ok(()) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);

@@ -30,6 +30,7 @@ use crate::wire::pb;
 pub mod counters;
 mod dht;
 mod dispatch;
+mod gossip;
 pub mod message;
 pub mod protocols;
 pub mod requests;
@@ -37,8 +38,10 @@ pub mod requests;
 pub use dht::{
     BootstrapReport, FINDNODE_PROTOCOL, FindNodeError, PING_PROTOCOL, parse_find_node_response,
 };
+pub use gossip::{BroadcastReport, GossipStats};
 pub use message::Message;
 use protocols::ProtocolRegistry;
+pub use protocols::Validator;
 use requests::RequestTable;
 
 /// Why an inbound message was dropped without delivery.
@@ -54,6 +57,10 @@ pub enum DropReason {
     UnmatchedResponse,
     /// The protocol's receiver was dropped.
     ProtocolClosed,
+    /// The protocol's validator rejected the message.
+    Rejected,
+    /// A gossip message failed a check (decoding, timestamp window, signature).
+    InvalidGossip(crate::gossip::GossipError),
 }
 
 /// Something that happened in the swarm; read with [`Swarm::events`].
@@ -103,6 +110,8 @@ pub struct SwarmStats {
     pub findnode_bad: AtomicU64,
     /// Lookups completed.
     pub lookups: AtomicU64,
+    /// Gossip counters.
+    pub gossip: GossipStats,
     /// Messages and payload bytes per protocol.
     pub traffic: counters::TrafficStats,
     /// Hops and time of completed lookups.
@@ -151,6 +160,8 @@ pub(crate) struct SwarmInner {
     cancel: CancellationToken,
     /// Background tasks of the swarm, joined on shutdown.
     tasks: TaskTracker,
+    /// Gossip: the seen cache, the relay queue and peer penalties.
+    gossip: gossip::GossipState,
     /// A weak pointer to ourselves, handed to delivered messages for `respond`.
     this: OnceLock<Weak<SwarmInner>>,
 }
@@ -208,6 +219,7 @@ impl Swarm {
             bucket_size: config.dht.bucket_size,
             ..TableConfig::default()
         };
+        let gossip = gossip::GossipState::new(&config.gossip);
         let inner = Arc::new(SwarmInner {
             keypair: keypair.clone(),
             local: OnceLock::new(),
@@ -227,6 +239,7 @@ impl Swarm {
             stats: SwarmStats::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            gossip,
             this: OnceLock::new(),
         });
         let _ = inner.this.set(Arc::downgrade(&inner));
@@ -529,8 +542,10 @@ impl SwarmInner {
     }
 
     fn is_compatible(&self, client_version: &str) -> bool {
-        semver_major(client_version).is_some()
-            && semver_major(client_version) == semver_major(&self.config.client_version)
+        // Peers almost always run our exact version: skip parsing then.
+        client_version == self.config.client_version
+            || semver_major(client_version)
+                .is_some_and(|m| Some(m) == semver_major(&self.config.client_version))
     }
 
     fn within_skew(&self, timestamp_ms: i64) -> bool {

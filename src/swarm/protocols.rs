@@ -1,4 +1,7 @@
-//! The protocol registry: protocol name to the bounded channel of its [`Message`]s.
+//! The protocol registry: protocol name to the bounded channel of its [`Message`]s and its optional
+//! [`Validator`].
+
+use std::sync::Arc;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -12,11 +15,24 @@ pub const RESERVED_PREFIX: &str = "/kadmesh/";
 /// Longest protocol name accepted.
 pub const MAX_PROTOCOL_NAME: usize = 128;
 
+/// A protocol's check of each inbound message before delivery: `true` accepts it, `false` rejects it
+/// (not delivered, not relayed, the sending peer penalised). Runs synchronously on the receive path, so
+/// it must be quick and must not block.
+pub type Validator = Arc<dyn Fn(&Message) -> bool + Send + Sync>;
+
+/// One registered protocol.
+struct Registered {
+    /// The sending side of the protocol's channel.
+    tx: mpsc::Sender<Message>,
+    /// Its validator, if it registered one.
+    validator: Option<Validator>,
+}
+
 /// Registered protocols.
 #[derive(Default)]
 pub struct ProtocolRegistry {
-    /// Name to the sending side of the protocol's channel.
-    channels: DashMap<String, mpsc::Sender<Message>>,
+    /// Name to the protocol's channel and validator.
+    channels: DashMap<String, Registered>,
 }
 
 /// Checks that `name` is a usable application protocol name.
@@ -33,15 +49,25 @@ pub fn check_name(name: &str) -> Result<(), Error> {
 impl ProtocolRegistry {
     /// Registers `name` with a channel of `capacity`; errors on a duplicate or reserved name.
     pub fn register(&self, name: &str, capacity: usize) -> Result<mpsc::Receiver<Message>, Error> {
+        self.register_with(name, capacity, None)
+    }
+
+    /// Like [`ProtocolRegistry::register`], with a validator run on each message before delivery.
+    pub fn register_with(
+        &self,
+        name: &str,
+        capacity: usize,
+        validator: Option<Validator>,
+    ) -> Result<mpsc::Receiver<Message>, Error> {
         check_name(name)?;
         match self.channels.entry(name.to_owned()) {
             // A protocol whose receiver was dropped may be registered again.
-            Entry::Occupied(e) if !e.get().is_closed() => {
+            Entry::Occupied(e) if !e.get().tx.is_closed() => {
                 Err(Error::ProtocolAlreadyRegistered(name.to_owned()))
             }
             e => {
                 let (tx, rx) = mpsc::channel(capacity);
-                e.insert_entry(tx);
+                e.insert_entry(Registered { tx, validator });
                 Ok(rx)
             }
         }
@@ -49,7 +75,14 @@ impl ProtocolRegistry {
 
     /// The channel of `name`, if registered (a clone: no map guard outlives the call).
     pub fn sender(&self, name: &str) -> Option<mpsc::Sender<Message>> {
-        self.channels.get(name).map(|tx| tx.clone())
+        self.channels.get(name).map(|r| r.tx.clone())
+    }
+
+    /// The channel and validator of `name`, if registered (clones: no map guard outlives the call).
+    pub fn route(&self, name: &str) -> Option<(mpsc::Sender<Message>, Option<Validator>)> {
+        self.channels
+            .get(name)
+            .map(|r| (r.tx.clone(), r.validator.clone()))
     }
 
     /// Drops every channel, so receivers see the end of their stream.

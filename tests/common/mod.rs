@@ -52,3 +52,114 @@ pub async fn wait_event<T>(
     .await
     .expect("timed out waiting for an event")
 }
+
+/// A hand-driven authenticated peer: does the real handshake with a node, then sends whatever envelopes
+/// a test crafts (including ones a well-behaved node never would).
+pub struct RawPeer {
+    /// Its identity.
+    pub keypair: kadmesh::Keypair,
+    /// The framed socket.
+    pub framed: tokio_util::codec::Framed<tokio::net::TcpStream, kadmesh::wire::FrameCodec>,
+    /// Seals outgoing frames.
+    pub sealer: kadmesh::crypto::session::Sealer,
+    /// Opens incoming frames.
+    pub opener: kadmesh::crypto::session::Opener,
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The handshake settings that match `node`.
+pub fn handshake_config(node: &Swarm) -> kadmesh::crypto::handshake::HandshakeConfig {
+    kadmesh::crypto::handshake::HandshakeConfig {
+        network_id: node.config().network_id,
+        client_version: node.config().client_version.clone(),
+        max_clock_skew: node.config().net.max_clock_skew,
+        listen_port: 0,
+    }
+}
+
+impl RawPeer {
+    /// Connects to `node` and completes the handshake.
+    pub async fn connect(node: &Swarm) -> RawPeer {
+        use futures::{SinkExt, StreamExt};
+        use kadmesh::crypto::handshake::Initiator;
+        use kadmesh::wire;
+        let keypair = kadmesh::Keypair::random();
+        let stream = tokio::net::TcpStream::connect(node.local_node().addr)
+            .await
+            .unwrap();
+        let mut framed = tokio_util::codec::Framed::new(stream, wire::FrameCodec::new(1 << 20));
+        let cfg = handshake_config(node);
+        let (initiator, hello) = Initiator::start(
+            &cfg,
+            &keypair,
+            &node.local_node().id,
+            now_ms(),
+            &mut rand::rng(),
+        )
+        .unwrap();
+        framed.send(wire::encode(&hello)).await.unwrap();
+        let reply = framed.next().await.unwrap().unwrap();
+        let reply = wire::decode("HandshakeData", &reply).unwrap();
+        let (established, fin) = initiator.on_response(&reply, now_ms()).unwrap();
+        framed.send(wire::encode(&fin)).await.unwrap();
+        let (sealer, opener) = established
+            .keys
+            .split(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1));
+        RawPeer {
+            keypair,
+            framed,
+            sealer,
+            opener,
+        }
+    }
+
+    /// Seals and sends an envelope.
+    pub async fn send(&mut self, envelope: &kadmesh::wire::pb::Envelope) {
+        use futures::SinkExt;
+        let sealed = self.sealer.seal(&kadmesh::wire::encode(envelope)).unwrap();
+        self.framed.send(sealed).await.unwrap();
+    }
+
+    /// Waits for the next envelope from the node that is not a connection keepalive.
+    pub async fn recv(&mut self) -> kadmesh::wire::pb::Envelope {
+        use futures::StreamExt;
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.framed.next())
+                .await
+                .expect("no frame from the node")
+                .expect("connection closed")
+                .expect("bad frame");
+            let plain = self.opener.open(&frame).expect("frame does not open");
+            let env: kadmesh::wire::pb::Envelope =
+                kadmesh::wire::decode("Envelope", &plain).unwrap();
+            let protocol = env
+                .metadata
+                .as_ref()
+                .map(|m| m.protocol.as_str())
+                .unwrap_or("");
+            if !protocol.starts_with("/kadmesh/keepalive/") {
+                return env;
+            }
+        }
+    }
+
+    /// An envelope as a current node would write it.
+    pub fn envelope(node: &Swarm, protocol: &str, payload: &[u8]) -> kadmesh::wire::pb::Envelope {
+        kadmesh::wire::pb::Envelope {
+            metadata: Some(kadmesh::wire::pb::Metadata {
+                protocol: protocol.to_owned(),
+                client_version: node.config().client_version.clone(),
+                timestamp: now_ms(),
+                ..Default::default()
+            }),
+            payload: payload.to_vec(),
+        }
+    }
+}

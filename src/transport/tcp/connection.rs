@@ -1,8 +1,9 @@
-//! One authenticated TCP connection: the handshake under a deadline, then a reader task and a writer task.
+//! One authenticated TCP connection: the handshake under a deadline, then a reader task and a flush task.
 //!
 //! The reader opens sealed frames, answers keepalive pings, enforces the inbound rate limit and hands each
-//! envelope to the [`InboundHandler`], awaiting it (backpressure on this peer only). The writer seals queued
-//! envelopes and batches them into few syscalls. Every close has a typed [`CloseReason`].
+//! envelope to the [`InboundHandler`](crate::transport::InboundHandler), awaiting it (backpressure on this
+//! peer only). Senders seal and write through the connection's frame writer from their own task; the
+//! flush task writes what the socket did not take at once. Every close has a typed [`CloseReason`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -129,6 +130,21 @@ async fn read_handshake(
     }
 }
 
+/// Runs a CPU-heavy handshake step: on the blocking pool when `net.offload_handshake` is set, so the
+/// runtime's workers stay responsive, else inline.
+async fn crypto<T: Send + 'static>(
+    ctx: &TcpContext,
+    step: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CloseReason> {
+    if ctx.config.offload_handshake {
+        tokio::task::spawn_blocking(step)
+            .await
+            .map_err(|_| CloseReason::Shutdown)
+    } else {
+        Ok(step())
+    }
+}
+
 /// Dials `remote` and runs the initiator side of the handshake under `handshake_timeout`.
 pub(crate) async fn dial(
     ctx: &TcpContext,
@@ -140,16 +156,15 @@ pub(crate) async fn dial(
     let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, FrameCodec::new(ctx.config.max_frame_len));
     let run = async {
-        let (initiator, hello) = Initiator::start(
-            &ctx.handshake,
-            &ctx.keypair,
-            &remote.id,
-            unix_ms(),
-            &mut rand::rng(),
-        )?;
+        let (cfg, keypair, remote_id) = (ctx.handshake.clone(), ctx.keypair.clone(), remote.id);
+        let (initiator, hello) = crypto(ctx, move || {
+            Initiator::start(&cfg, &keypair, &remote_id, unix_ms(), &mut rand::rng())
+        })
+        .await??;
         framed.send(handshake_frame(&hello)).await?;
         let reply = read_handshake(&mut framed).await?;
-        let (established, fin) = initiator.on_response(&reply, unix_ms())?;
+        let (established, fin) =
+            crypto(ctx, move || initiator.on_response(&reply, unix_ms())).await??;
         framed.send(handshake_frame(&fin)).await?;
         Ok::<_, CloseReason>(established)
     };
@@ -168,13 +183,11 @@ pub(crate) async fn accept(
     let mut framed = Framed::new(stream, FrameCodec::new(ctx.config.max_frame_len));
     let run = async {
         let hello = read_handshake(&mut framed).await?;
-        let (responder, reply) = Responder::on_hello(
-            &ctx.handshake,
-            &ctx.keypair,
-            &hello,
-            unix_ms(),
-            &mut rand::rng(),
-        )?;
+        let (cfg, keypair) = (ctx.handshake.clone(), ctx.keypair.clone());
+        let (responder, reply) = crypto(ctx, move || {
+            Responder::on_hello(&cfg, &keypair, &hello, unix_ms(), &mut rand::rng())
+        })
+        .await??;
         framed.send(handshake_frame(&reply)).await?;
         let fin = read_handshake(&mut framed).await?;
         Ok::<_, CloseReason>(responder.on_finish(&fin)?)
@@ -355,24 +368,36 @@ async fn read_loop(
         tokio::time::sleep(RETIRE_GRACE).await;
     };
     tokio::pin!(retire_deadline);
+    // Futures made once per connection, not per frame: timer and waiter registrations cost locks.
+    let closed = handle.closed.cancelled();
+    tokio::pin!(closed);
+    // The keepalive timer is re-armed only when it fires (from the last frame's time), never per frame.
+    let keepalive = tokio::time::sleep(cfg.ping_interval);
+    tokio::pin!(keepalive);
     loop {
-        let deadline = match ping_sent {
-            Some(at) => at + cfg.ping_timeout,
-            None => last_rx + cfg.ping_interval,
-        };
         let frame = tokio::select! {
             biased;
-            _ = handle.closed.cancelled() => return handle.close_reason(),
+            _ = &mut closed => return handle.close_reason(),
             _ = &mut retire_deadline => return CloseReason::Duplicate,
-            _ = tokio::time::sleep_until(deadline) => {
-                if ping_sent.is_some() {
-                    return CloseReason::KeepaliveTimeout;
+            _ = &mut keepalive => {
+                let now = Instant::now();
+                if let Some(at) = ping_sent {
+                    if last_rx <= at {
+                        return CloseReason::KeepaliveTimeout;
+                    }
+                    ping_sent = None;
                 }
-                ping_nonce = ping_nonce.wrapping_add(1);
-                let ping = wire::encode(&pb::Ping { nonce: ping_nonce });
-                // A full queue means traffic is flowing anyway; the deadline still applies.
-                let _ = handle.writer.send_now(&control(PING_PROTOCOL, ping));
-                ping_sent = Some(Instant::now());
+                let quiet_until = last_rx + cfg.ping_interval;
+                if now >= quiet_until {
+                    ping_nonce = ping_nonce.wrapping_add(1);
+                    let ping = wire::encode(&pb::Ping { nonce: ping_nonce });
+                    // A full buffer means traffic is flowing anyway; the deadline still applies.
+                    let _ = handle.writer.send_now(&control(PING_PROTOCOL, ping));
+                    ping_sent = Some(now);
+                    keepalive.as_mut().reset(now + cfg.ping_timeout);
+                } else {
+                    keepalive.as_mut().reset(quiet_until);
+                }
                 continue;
             }
             frame = reader.next() => frame,
@@ -383,10 +408,8 @@ async fn read_loop(
             Some(Err(e)) => return e.into(),
             Some(Ok(frame)) => frame,
         };
-        tracing::trace!(conn = %handle.id, len = frame.len(), "reader got frame");
         let now = Instant::now();
         last_rx = now;
-        ping_sent = None;
         if !bucket.try_take(now) {
             return CloseReason::RateLimited;
         }
@@ -416,7 +439,7 @@ async fn read_loop(
                 };
                 tokio::select! {
                     biased;
-                    _ = handle.closed.cancelled() => return handle.close_reason(),
+                    _ = &mut closed => return handle.close_reason(),
                     _ = handler.handle_envelope(handle.peer, envelope) => {}
                 }
             }

@@ -1,0 +1,185 @@
+//! The seed table's small rows: "Simple message exchange" (`exchange`), "Multiple messages with one
+//! target node" (`one-target`) and "Send message to unknown node (Simple FindNode)" (`find-node`).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::network::Testbed;
+use super::params::ScenarioParams;
+use super::report::{LatencySection, LookupsSection, MessagesSection, Report, Spread, rate};
+use crate::error::Error;
+use crate::swarm::{Message, Swarm};
+
+/// Protocol the rows use.
+const PROTOCOL: &str = "bench/row";
+/// How long a request may wait for its response (time base of the testbed).
+const TIMEOUT: Duration = Duration::from_secs(20);
+/// Requests in flight at once in `one-target`.
+const CONCURRENCY: usize = 64;
+
+/// Answers every request on `inbox` with its own payload until the channel closes.
+fn echo(mut inbox: mpsc::Receiver<Message>) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let mut served = 0;
+        while let Some(m) = inbox.recv().await {
+            served += 1;
+            if m.is_request() {
+                let _ = m.respond(m.payload().clone()).await;
+            }
+        }
+        served
+    })
+}
+
+async fn spawn_all(
+    testbed: &Testbed,
+    params: &ScenarioParams,
+    n: usize,
+) -> Result<Vec<Swarm>, Error> {
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        nodes.push(testbed.spawn(params.node_config()).await?);
+    }
+    Ok(nodes)
+}
+
+async fn shutdown_all(nodes: Vec<Swarm>) {
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// "Simple message exchange": node 1 sends a request to node 2, which reads it, learns node 1 and
+/// answers; node 1 reads the answer.
+pub async fn exchange(
+    testbed: &Testbed,
+    params: &ScenarioParams,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let nodes = spawn_all(testbed, params, 2).await?;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let server = echo(b.register_protocol(PROTOCOL)?);
+    let started = Instant::now();
+    let answered = a
+        .request_to(&b.local_node(), PROTOCOL, &b"ping"[..], TIMEOUT)
+        .await
+        .is_ok_and(|m| m.data() == b"ping");
+    let rtt = started.elapsed().as_secs_f64() * 1e6;
+    if !b.table_contains(&a.local_node().id) {
+        report
+            .failures
+            .push("the receiver did not add the sender to its routing table".into());
+    }
+    report.messages = Some(MessagesSection {
+        sent: 1,
+        delivered: usize::from(answered),
+        delivery_rate: rate(usize::from(answered), 1),
+    });
+    report.latency_us = Some(LatencySection::of(&mut [rtt]));
+    shutdown_all(nodes).await;
+    let _ = server.await;
+    Ok(())
+}
+
+/// "Multiple messages with one target node": every node meets the first node and sends it a request;
+/// the first node answers them all.
+pub async fn one_target(
+    testbed: &Testbed,
+    params: &ScenarioParams,
+    report: &mut Report,
+) -> Result<(), Error> {
+    // The target accepts a connection from every other node.
+    let mut target_config = params.node_config();
+    target_config.net.max_inbound = target_config.net.max_inbound.max(params.nodes);
+    let mut nodes = vec![testbed.spawn(target_config).await?];
+    nodes.extend(spawn_all(testbed, params, params.nodes - 1).await?);
+    let target = nodes[0].local_node();
+    let server = echo(nodes[0].register_protocol(PROTOCOL)?);
+    let results: Vec<Option<f64>> = futures::stream::iter(nodes[1..].iter().enumerate())
+        .map(|(i, n)| async move {
+            n.add_node(&target).await.ok()?;
+            let body = format!("message {i}");
+            let started = Instant::now();
+            let reply = n
+                .request(&target.id, PROTOCOL, body.clone(), TIMEOUT)
+                .await
+                .ok()?;
+            (reply.data() == body.as_bytes()).then(|| started.elapsed().as_secs_f64() * 1e6)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut rtts: Vec<f64> = results.iter().flatten().copied().collect();
+    let sent = results.len();
+    report.messages = Some(MessagesSection {
+        sent,
+        delivered: rtts.len(),
+        delivery_rate: rate(rtts.len(), sent),
+    });
+    report.latency_us = Some(LatencySection::of(&mut rtts));
+    shutdown_all(nodes).await;
+    let served = server.await.unwrap_or(0);
+    if served < rtts.len() {
+        report.failures.push(format!(
+            "the target saw {served} messages, {} were answered",
+            rtts.len()
+        ));
+    }
+    Ok(())
+}
+
+/// "Send message to unknown node (Simple FindNode)": nodes 2 and 3 know only node 1; node 2 sends to
+/// node 3, finding it through a FindNode lookup.
+pub async fn find_node(
+    testbed: &Testbed,
+    params: &ScenarioParams,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let nodes = spawn_all(testbed, params, 3).await?;
+    let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
+    let mut inbox = n3.register_protocol(PROTOCOL)?;
+    n2.add_node(&n1.local_node()).await?;
+    n3.add_node(&n1.local_node()).await?;
+    let started = Instant::now();
+    let sent = n2
+        .send_message(&n3.local_node().id, PROTOCOL, &b"hello node 3"[..])
+        .await;
+    let mut delivered = 0;
+    if sent.is_ok()
+        && let Ok(Some(m)) = tokio::time::timeout(TIMEOUT, inbox.recv()).await
+        && m.data() == b"hello node 3"
+    {
+        delivered = 1;
+    }
+    let lookup = sent.as_ref().ok().and_then(|d| d.lookup);
+    report.lookups = Some(LookupsSection {
+        attempted: 1,
+        succeeded: usize::from(sent.is_ok()),
+        success_rate: rate(usize::from(sent.is_ok()), 1),
+        rounds: Spread::of(
+            &mut lookup
+                .map(|l| vec![f64::from(l.rounds)])
+                .unwrap_or_default(),
+        ),
+        findnode_rpcs: Spread::of(&mut lookup.map(|l| vec![f64::from(l.rpcs)]).unwrap_or_default()),
+        total_ms: started.elapsed().as_secs_f64() * 1e3,
+        avg_findnode_ms: lookup.filter(|l| l.answered > 0).map_or(0.0, |l| {
+            l.answer_time.as_secs_f64() * 1e3 / f64::from(l.answered)
+        }),
+    });
+    report.messages = Some(MessagesSection {
+        sent: 1,
+        delivered,
+        delivery_rate: rate(delivered, 1),
+    });
+    if lookup.is_none() && sent.is_ok() {
+        report
+            .failures
+            .push("node 2 already knew node 3: no FindNode lookup happened".into());
+    }
+    shutdown_all(nodes).await;
+    Ok(())
+}
