@@ -146,6 +146,9 @@ impl Daemon {
                 return Err(e.into());
             }
         };
+        if let Some(addr) = settings.api.filter(|a| !a.ip().is_loopback()) {
+            tracing::warn!(%addr, "the HTTP API has no authentication: expose it only to trusted networks");
+        }
         let api = match settings.api {
             None => None,
             Some(addr) => match ApiServer::start(addr, swarm.clone(), Arc::clone(&metrics)).await {
@@ -231,7 +234,8 @@ impl Daemon {
 }
 
 /// Joins the network: the persisted peers first, then the configured seed list; retries with backoff
-/// (1 s doubling to [`MAX_JOIN_BACKOFF`]) until one works, then writes a snapshot.
+/// (1 s doubling to [`MAX_JOIN_BACKOFF`]) until one works or other nodes have contacted us, then writes a
+/// snapshot.
 async fn join_loop(
     swarm: Swarm,
     persisted: Vec<NodeInfo>,
@@ -277,6 +281,17 @@ async fn join_loop(
                 return;
             }
             Err(Error::Shutdown) => return,
+            // Other nodes found us meanwhile: we are part of a network; the refresh loop takes over.
+            Err(_) if swarm.table_len() > 0 => {
+                tracing::info!(
+                    table = swarm.table_len(),
+                    "joined through peers that contacted us"
+                );
+                if let Err(e) = persist::save_table(&swarm, &snapshot).await {
+                    tracing::warn!(error = %e, "cannot write the routing-table snapshot");
+                }
+                return;
+            }
             Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "joining failed"),
         }
         tokio::select! {

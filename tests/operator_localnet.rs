@@ -1,4 +1,5 @@
 //! `kadmesh localnet`: N node processes from a generated seed list, all stopped by one signal.
+#![cfg(unix)]
 
 mod operator_common;
 

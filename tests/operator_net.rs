@@ -1,6 +1,7 @@
 //! Five `kadmesh node` processes from one seed list, driven only through their HTTP APIs: a send to a
 //! node the sender does not know, request/response, a broadcast, a SIGKILLed node, and its restart from
 //! its data directory with the seed list gone.
+#![cfg(unix)]
 
 mod operator_common;
 

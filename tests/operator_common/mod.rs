@@ -125,6 +125,7 @@ impl NodeProc {
     }
 
     /// SIGTERM, then wait for the exit status.
+    #[cfg(unix)]
     pub async fn terminate(&mut self) -> ExitStatus {
         signal(&self.child, libc::SIGTERM);
         tokio::time::timeout(WAIT, self.child.wait())
@@ -157,6 +158,7 @@ pub fn read_log(path: &Path) -> String {
 }
 
 /// Sends `sig` to a child process.
+#[cfg(unix)]
 pub fn signal(child: &Child, sig: libc::c_int) {
     let pid = child.id().expect("child still running") as libc::pid_t;
     // SAFETY: kill(2) has no memory-safety preconditions.
