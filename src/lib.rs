@@ -49,6 +49,8 @@
 //! - [`swarm`]: the public handle, inbound dispatch, requests, the DHT driver (FindNode, lookups,
 //!   bootstrap, refresh), the gossip driver (verify, deliver, relay).
 //! - [`scenario`]: the seed's scenario table as runnable benchmarks (`kadmesh bench`).
+//! - [`daemon`]: the long-running node of `kadmesh node`, with [`persist`] (data directory: identity,
+//!   routing-table snapshot), [`metrics`] (per-node Prometheus registry) and [`api`] (HTTP API, SSE).
 //! - [`cli`]: the `kadmesh` command line.
 
 #![warn(missing_docs)]
