@@ -25,7 +25,9 @@ pub struct ConfigError {
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Network id: peers with another id are refused at the handshake.
+    /// Network id: peers with another id are refused at the handshake. In TOML either a number (up to
+    /// `0xffffffff`, stored as the same 32 bits) or a network name, hashed by [`network_id_from_name`].
+    #[serde(deserialize_with = "deserialize_network_id")]
     pub network_id: i32,
     /// Client version announced to peers (semver; peers must share the major).
     pub client_version: String,
@@ -302,9 +304,270 @@ impl Config {
     }
 }
 
+/// The network id of a network name, as Factom's `NewNetworkID(name)`: the first four bytes of the name's
+/// SHA-256, big-endian (`"myNetwork"` gives `0x29cb7175`), as the same 32 bits in an `i32`.
+pub fn network_id_from_name(name: &str) -> i32 {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(name.as_bytes());
+    let mut first = [0u8; 4];
+    first.copy_from_slice(&hash[..4]);
+    i32::from_be_bytes(first)
+}
+
+/// Parses a network id given as a number: decimal or `0x` hex, from `i32::MIN` up to `0xffffffff`
+/// (values above `i32::MAX` keep their 32 bits).
+pub fn parse_network_id(text: &str) -> Result<i32, String> {
+    let t = text.trim();
+    let (negative, digits) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let magnitude = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => i64::from_str_radix(hex, 16),
+        None => digits.parse::<i64>(),
+    }
+    .map_err(|_| format!("{text:?} is not a number (decimal or 0x hex)"))?;
+    network_id_from_i64(if negative { -magnitude } else { magnitude })
+}
+
+fn network_id_from_i64(value: i64) -> Result<i32, String> {
+    if let Ok(v) = i32::try_from(value) {
+        return Ok(v);
+    }
+    u32::try_from(value)
+        .map(|v| i32::from_be_bytes(v.to_be_bytes()))
+        .map_err(|_| format!("{value} is outside -2147483648..=4294967295"))
+}
+
+/// Accepts a network id as an integer or as a network name (a string).
+fn deserialize_network_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = i32;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a number up to 0xffffffff or a network name")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i32, E> {
+            network_id_from_i64(v).map_err(E::custom)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i32, E> {
+            let v = i64::try_from(v).map_err(|_| E::custom(format!("{v} is too large")))?;
+            network_id_from_i64(v).map_err(E::custom)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<i32, E> {
+            if v.is_empty() {
+                return Err(E::custom("a network name must not be empty"));
+            }
+            Ok(network_id_from_name(v))
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML (the message gives the line and column).
+    #[error("not valid TOML: {0}")]
+    Syntax(String),
+    /// A key is unknown or its value has the wrong type or form.
+    #[error("invalid config value for `{key}`: {reason}")]
+    Key {
+        /// Dotted key path, e.g. `net.max_frame_len`.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The values parsed but one is out of range.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+impl ConfigFileError {
+    /// The dotted key the error is about, if it is about one key.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigFileError::Key { key, .. } => Some(key),
+            ConfigFileError::Invalid(e) => Some(e.key),
+            _ => None,
+        }
+    }
+}
+
+/// Parses TOML text into a table (syntax errors name the line and column).
+pub fn parse_toml_table(text: &str) -> Result<toml::Table, ConfigFileError> {
+    text.parse::<toml::Table>().map_err(|e| {
+        // toml renders "TOML parse error at line L, column C", the source excerpt, then the message.
+        let rendered = e.to_string();
+        let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+        let first = lines.next().unwrap_or("invalid TOML");
+        let message = lines
+            .rfind(|l| !l.starts_with('|') && !l.contains(" | "))
+            .unwrap_or("");
+        ConfigFileError::Syntax(if message.is_empty() {
+            first.to_owned()
+        } else {
+            format!("{first}: {message}")
+        })
+    })
+}
+
+/// Deserializes `table` into `T`; an error names the dotted key (prefixed by `prefix`, e.g. `node`) and the
+/// reason, including unknown keys.
+pub fn from_toml_table<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    prefix: &str,
+) -> Result<T, ConfigFileError> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let mut key = e.path().to_string();
+        if key == "." {
+            key.clear();
+        }
+        let reason = e.inner().to_string();
+        // toml appends "in `key`" on a second line; the key is reported separately.
+        let reason = reason.lines().next().unwrap_or("").trim();
+        // serde names an unknown field in its message, not in the path.
+        if let Some(unknown) = reason
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+        {
+            if key.rsplit('.').next() != Some(unknown) {
+                key = join_key(&key, unknown);
+            }
+            let expected = reason
+                .split_once(", expected ")
+                .map(|(_, e)| format!(" (expected {e})"))
+                .unwrap_or_default();
+            return ConfigFileError::Key {
+                key: join_key(prefix, &key),
+                reason: format!("unknown key{expected}"),
+            };
+        }
+        ConfigFileError::Key {
+            key: join_key(prefix, &key),
+            reason: reason.to_owned(),
+        }
+    })
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    match (prefix.is_empty(), key.is_empty()) {
+        (true, _) => key.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) => format!("{prefix}.{key}"),
+    }
+}
+
+impl Config {
+    /// Parses a whole configuration from TOML and validates it. Missing keys take their defaults; unknown
+    /// keys and invalid values are errors naming the key.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigFileError> {
+        let config: Config = from_toml_table(parse_toml_table(text)?, "")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML configuration file (see [`Config::from_toml_str`]).
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// The configuration as TOML text (without comments; `kadmesh config default` prints a commented one).
+    pub fn to_toml_string(&self) -> Result<String, ConfigFileError> {
+        toml::to_string(self).map_err(|e| ConfigFileError::Syntax(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_id_from_name_matches_factom() {
+        assert_eq!(network_id_from_name("myNetwork"), 0x29cb7175);
+        assert_eq!(parse_network_id("0x29cb7175"), Ok(0x29cb7175));
+        assert_eq!(parse_network_id("1"), Ok(1));
+        assert_eq!(parse_network_id("-5"), Ok(-5));
+        assert_eq!(
+            parse_network_id("0xfeedbeef"),
+            Ok(i32::from_be_bytes(0xfeedbeef_u32.to_be_bytes()))
+        );
+        assert!(parse_network_id("0x1ffffffff").is_err());
+        assert!(parse_network_id("main").is_err());
+    }
+
+    #[test]
+    fn toml_round_trip_and_named_network() {
+        let c = Config::default();
+        assert_eq!(
+            Config::from_toml_str(&c.to_toml_string().unwrap()).unwrap(),
+            c
+        );
+        let c = Config::from_toml_str("network_id = \"myNetwork\"").unwrap();
+        assert_eq!(c.network_id, 0x29cb7175);
+        let c = Config::from_toml_str("network_id = 0xfeedbeef").unwrap();
+        assert_eq!(c.network_id as u32, 0xfeedbeef);
+        let c = Config::from_toml_str(&c.to_toml_string().unwrap()).unwrap();
+        assert_eq!(c.network_id as u32, 0xfeedbeef);
+    }
+
+    #[test]
+    fn toml_errors_name_their_key() {
+        let key = |text: &str| {
+            Config::from_toml_str(text)
+                .unwrap_err()
+                .key()
+                .map(str::to_owned)
+        };
+        assert_eq!(key("bogus = 1").as_deref(), Some("bogus"));
+        assert_eq!(key("[net]\nbogus = 1").as_deref(), Some("net.bogus"));
+        assert_eq!(
+            key("[net]\nmax_frame_len = \"big\"").as_deref(),
+            Some("net.max_frame_len")
+        );
+        assert_eq!(
+            key("[net]\nmax_frame_len = 10").as_deref(),
+            Some("net.max_frame_len")
+        );
+        assert_eq!(
+            key("[dht]\nrequest_timeout = \"soon\"").as_deref(),
+            Some("dht.request_timeout")
+        );
+        assert_eq!(key("listen = \"nowhere\"").as_deref(), Some("listen"));
+        assert_eq!(
+            key("network_id = 0x1ffffffff").as_deref(),
+            Some("network_id")
+        );
+        assert_eq!(key("network_id = \"\"").as_deref(), Some("network_id"));
+        let e = Config::from_toml_str("listen = 1\nlisten = ").unwrap_err();
+        assert!(matches!(e, ConfigFileError::Syntax(_)));
+        assert!(e.to_string().contains("line 2"), "{e}");
+        let e = Config::from_toml_str("[net]\nbogus = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "invalid config value for `net.bogus`: unknown key (expected one of `max_frame_len`"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
 
     #[test]
     fn default_is_valid() {

@@ -51,18 +51,24 @@
 //! - [`sim`]: the in-memory network simulator: a transport with seeded latency, drops, delays,
 //!   disconnects and partitions on tokio's paused clock, running the real Swarm.
 //! - [`scenario`]: the seed's scenario table as runnable benchmarks (`kadmesh bench`).
+//! - [`daemon`]: the long-running node of `kadmesh node`, with [`persist`] (data directory: identity,
+//!   routing-table snapshot), [`metrics`] (per-node Prometheus registry) and [`api`] (HTTP API, SSE).
 //! - [`cli`]: the `kadmesh` command line.
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod dht;
 pub mod error;
 pub mod gossip;
 pub mod identity;
+pub mod metrics;
 pub mod peer;
+pub mod persist;
 pub mod scenario;
 pub mod sim;
 pub mod swarm;

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+pub mod config;
 mod keys;
+mod localnet;
 mod node;
 
 /// A Kademlia-DHT-backed, authenticated peer-to-peer overlay node.
@@ -31,6 +33,10 @@ pub enum Command {
     /// Run a benchmark scenario, print (and optionally write) its report; exits 1 if its expected
     /// result fails.
     Bench(bench::BenchArgs),
+    /// Print the commented default node.toml, or check one.
+    Config(config::ConfigArgs),
+    /// Run a local test network of N `kadmesh node` processes until Ctrl-C.
+    Localnet(localnet::LocalnetArgs),
 }
 
 /// Arguments of `kadmesh keygen`.
@@ -72,6 +78,8 @@ pub fn main() -> ExitCode {
         Command::Id(args) => keys::id(&args),
         Command::Node(args) => node::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Config(args) => config::run(args),
+        Command::Localnet(args) => localnet::run(args),
     };
     match result {
         Ok(code) => code,

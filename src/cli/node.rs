@@ -1,94 +1,133 @@
 //! `kadmesh node`: runs a node until SIGINT or SIGTERM.
+//!
+//! Stdout carries exactly: line 1 the node's descriptor (`ip:port/base58`), line 2 (only with `--api`)
+//! `api http://ADDR` with the bound address. Logs go to stderr.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
 use super::CliResult;
-use crate::config::Config;
-use crate::identity::Keypair;
+use super::config::NodeFile;
+use crate::config::{network_id_from_name, parse_network_id};
+use crate::daemon::Daemon;
 use crate::peer::NodeInfo;
-use crate::swarm::Swarm;
 
-/// Arguments of `kadmesh node`.
+/// Arguments of `kadmesh node`. Flags override the `--config` file.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7513")]
-    pub listen: SocketAddr,
-    /// Identity key file; created (0600) if missing. Without it the node uses a fresh identity.
+    /// Configuration file (see `kadmesh config default`); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for peers (default 0.0.0.0:7513; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory: identity key, routing-table snapshot (default ./kadmesh-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Identity key file (default <data-dir>/identity.key); created (0600) if missing.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
-    /// A boot node, as `ip:port/base58key`; repeatable.
+    /// Serve the HTTP API and /metrics on this address (port 0 picks one; printed as
+    /// `api http://ADDR` on the second stdout line). Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<SocketAddr>,
+    /// A boot node, as `ip:port/base58key`; repeatable; replaces the file's `bootstrap.nodes`.
     #[arg(long = "peer", value_name = "DESCRIPTOR")]
     pub peers: Vec<NodeInfo>,
-    /// A seed-list file of boot nodes (one descriptor a line, `#` comments); repeatable.
+    /// A seed-list file (one descriptor a line, `#` comments); repeatable; replaces the file's
+    /// `bootstrap.files`.
     #[arg(long = "bootstrap", value_name = "FILE")]
     pub bootstrap_files: Vec<PathBuf>,
-    /// Network id; peers with another id are refused.
-    #[arg(long, default_value_t = 1)]
-    pub network_id: i32,
+    /// Network id, decimal or 0x hex (default 1); peers with another id are refused.
+    #[arg(long, value_name = "N", value_parser = parse_network_id, conflicts_with = "network")]
+    pub network_id: Option<i32>,
+    /// Network name; the network id is derived from it (as Factom's NewNetworkID).
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+    /// How often the routing table is saved if it changed, e.g. 30s (default 1m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime_serde::re::humantime::parse_duration)]
+    pub snapshot_interval: Option<Duration>,
+}
+
+impl NodeArgs {
+    /// The configuration file (or the defaults) with the flags applied, validated.
+    pub fn resolve(&self) -> Result<NodeFile, Box<dyn std::error::Error>> {
+        let mut file = match &self.config {
+            Some(path) => NodeFile::load(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            None => NodeFile::default(),
+        };
+        let (node, config) = (&mut file.node, &mut file.config);
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            node.data_dir = dir.clone();
+        }
+        if let Some(key) = &self.key {
+            node.key = Some(key.clone());
+        }
+        if let Some(api) = self.api {
+            node.api = Some(api);
+        }
+        if !self.peers.is_empty() {
+            config.bootstrap.nodes = self.peers.iter().map(ToString::to_string).collect();
+        }
+        if !self.bootstrap_files.is_empty() {
+            config.bootstrap.files = self.bootstrap_files.clone();
+        }
+        if let Some(id) = self.network_id {
+            config.network_id = id;
+        }
+        if let Some(name) = &self.network {
+            if name.is_empty() {
+                return Err("--network: a network name must not be empty".into());
+            }
+            config.network_id = network_id_from_name(name);
+        }
+        if let Some(interval) = self.snapshot_interval {
+            node.snapshot_interval = interval;
+        }
+        file.validate()?;
+        Ok(file)
+    }
 }
 
 /// Runs the node on a multi-threaded runtime until a termination signal.
 pub fn run(args: NodeArgs) -> CliResult {
-    let keypair = match &args.key {
-        Some(path) => Keypair::load_or_create(path)?,
-        None => Keypair::random(),
-    };
-    let mut config = Config {
-        listen: args.listen,
-        network_id: args.network_id,
-        ..Config::default()
-    };
-    config.bootstrap.nodes = args.peers.iter().map(ToString::to_string).collect();
-    config.bootstrap.files = args.bootstrap_files.clone();
-    config.validate()?;
-    // A bad seed list is a startup error, not a silent empty network.
-    for file in &config.bootstrap.files {
-        crate::dht::seeds::load(file)?;
-    }
+    let file = args.resolve()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let swarm = Swarm::start_with_key(config, keypair).await?;
-        let mut stdout = std::io::stdout();
-        writeln!(stdout, "{}", swarm.local_node())?;
-        stdout.flush()?;
-        let has_boot_nodes = !args.peers.is_empty() || !args.bootstrap_files.is_empty();
-        let joiner = swarm.clone();
-        let join = tokio::spawn(async move {
-            if !has_boot_nodes {
-                return;
-            }
-            // Boot nodes may start after us: retry with backoff until one answers.
-            let mut backoff = std::time::Duration::from_secs(1);
-            loop {
-                match joiner.bootstrap().await {
-                    Ok(r) => {
-                        tracing::info!(table = r.table_size, lookups = r.lookups, "bootstrap done");
-                        return;
-                    }
-                    Err(crate::Error::Shutdown) => return,
-                    Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "bootstrap failed"),
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
-            }
-        });
-        wait_for_signal().await?;
-        join.abort();
+        let daemon = Daemon::start(file.node, file.config).await?;
+        let announced = announce(&daemon);
+        let signal = match announced {
+            Ok(()) => wait_for_signal().await,
+            Err(e) => Err(e),
+        };
         tracing::info!("shutting down");
-        swarm.shutdown().await;
+        daemon.shutdown().await;
+        signal?;
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints the descriptor and, with an API, its address.
+fn announce(daemon: &Daemon) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", daemon.local_node())?;
+    if let Some(api) = daemon.api_addr() {
+        writeln!(stdout, "api http://{api}")?;
+    }
+    stdout.flush()
+}
+
 /// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere).
-async fn wait_for_signal() -> std::io::Result<()> {
+pub(super) async fn wait_for_signal() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -188,6 +188,7 @@ impl SwarmInner {
             }
         };
         self.stats.lookups.fetch_add(1, Ordering::Relaxed);
+        self.stats.lookup_histograms.observe(&outcome.report);
         {
             let mut table = self.table();
             if let Some(idx) = table.bucket_index(&target_id) {

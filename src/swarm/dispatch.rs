@@ -15,6 +15,9 @@ impl SwarmInner {
     pub(super) async fn dispatch(&self, from: NodeInfo, envelope: pb::Envelope) {
         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         let meta = envelope.metadata.unwrap_or_default();
+        self.stats
+            .traffic
+            .record_in(&meta.protocol, envelope.payload.len());
         let drop_it = |reason: DropReason| {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(peer = %from.id.short(), protocol = %meta.protocol, ?reason, "message dropped");

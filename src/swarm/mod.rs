@@ -27,6 +27,7 @@ use crate::transport::tcp::connection::unix_ms;
 use crate::transport::{CloseReason, InboundHandler, PeerEvent, Transport};
 use crate::wire::pb;
 
+pub mod counters;
 mod dht;
 mod dispatch;
 mod gossip;
@@ -111,6 +112,10 @@ pub struct SwarmStats {
     pub lookups: AtomicU64,
     /// Gossip counters.
     pub gossip: GossipStats,
+    /// Messages and payload bytes per protocol.
+    pub traffic: counters::TrafficStats,
+    /// Hops and time of completed lookups.
+    pub lookup_histograms: counters::LookupHistograms,
 }
 
 /// Where [`Swarm::send_message`] delivered a message.
@@ -298,9 +303,12 @@ impl Swarm {
     /// Names are 1 to 128 bytes; names starting with `/kadmesh/` are reserved; a name can be registered
     /// again only after the previous receiver was dropped.
     pub fn register_protocol(&self, name: &str) -> Result<mpsc::Receiver<Message>, Error> {
-        self.inner
+        let rx = self
+            .inner
             .protocols
-            .register(name, self.inner.config.swarm.protocol_queue)
+            .register(name, self.inner.config.swarm.protocol_queue)?;
+        self.inner.stats.traffic.track(name);
+        Ok(rx)
     }
 
     /// Sends a one-way message to the node `to`: its address comes from the routing table, else a
@@ -419,6 +427,22 @@ impl Swarm {
             .collect()
     }
 
+    /// Like [`Swarm::table_snapshot`], with how long ago each node was last seen.
+    pub fn table_ages(&self) -> Vec<(usize, Vec<(NodeInfo, Duration)>)> {
+        let now = tokio::time::Instant::now();
+        self.inner
+            .table()
+            .buckets()
+            .filter(|b| !b.entries().is_empty())
+            .map(|b| {
+                let entries = b.entries().iter();
+                let aged =
+                    entries.map(|r| (*r.node(), now.saturating_duration_since(r.last_seen())));
+                (b.index(), aged.collect())
+            })
+            .collect()
+    }
+
     /// Sends a request to `node` at its given address and waits up to `timeout` for the response, which
     /// only that node can give (responses are matched by peer and request id).
     pub async fn request_to(
@@ -497,9 +521,11 @@ impl SwarmInner {
             }),
             payload: payload.to_vec(),
         };
+        let payload_len = payload.len();
         let transport = self.transport()?;
         self.guard(transport.send(to, envelope)).await??;
         self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+        self.stats.traffic.record_out(protocol, payload_len);
         Ok(())
     }
 
