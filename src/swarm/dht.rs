@@ -1,8 +1,8 @@
 //! The Swarm's DHT side: serving FindNode, sending FindNode requests, driving [`Lookup`]s, the
 //! liveness ping that decides full-bucket evictions, bootstrap and the periodic bucket refresh.
 
-use std::sync::atomic::Ordering;
 use std::sync::Weak;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures::StreamExt;
