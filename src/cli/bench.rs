@@ -10,7 +10,7 @@ use super::CliResult;
 use crate::scenario::connections::{self, ConnectionsParams};
 use crate::scenario::latency::{self, LatencyParams};
 use crate::scenario::params::{FaultKind, ScenarioParams, TransportKind};
-use crate::scenario::report::Report;
+use crate::scenario::report::{GossipSection, Report};
 use crate::scenario::{self, ScenarioKind};
 
 /// Arguments of `kadmesh bench`.
@@ -68,6 +68,12 @@ pub struct BenchArgs {
     /// Run handshake crypto on tokio's blocking pool (connections).
     #[arg(long)]
     pub offload_handshake: bool,
+    /// Broadcasts to follow (gossip).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub broadcasts: u32,
+    /// Gossip fanout of every node (gossip) [default: the `gossip.fanout` default, 8].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub fanout: Option<u32>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -116,6 +122,10 @@ pub fn run(args: BenchArgs) -> CliResult {
         messages: args.messages as usize,
         size: args.size as usize,
         seed: args.seed,
+        broadcasts: args.broadcasts as usize,
+        fanout: args
+            .fanout
+            .map_or(ScenarioParams::default().fanout, |f| f as usize),
     };
     params.validate()?;
     scenario::progress::enable(std::io::IsTerminal::is_terminal(&std::io::stderr()));
@@ -188,9 +198,38 @@ fn print_report(r: &Report) {
             m.delivery_rate * 100.0
         );
     }
+    if let Some(g) = &r.gossip {
+        print_gossip(g, r.nodes, &r.time_base);
+    }
     println!(
         "wall {:.0} ms, peak RSS {:.0} MiB",
         r.wall_ms, r.peak_rss_mb
+    );
+}
+
+fn print_gossip(g: &GossipSection, nodes: usize, time_base: &str) {
+    let ms = |t: Option<f64>| t.map_or_else(|| "never".to_owned(), |t| format!("{t:.0} ms"));
+    println!(
+        "gossip     {} broadcasts, fanout {}: coverage {:.2}% (min {:.2}%) of non-faulty nodes",
+        g.broadcasts,
+        g.fanout,
+        g.coverage * 100.0,
+        g.coverage_min * 100.0
+    );
+    println!(
+        "           {:.0} messages per broadcast ({:.2} per node), duplicates per node per broadcast \
+         median {:.2} max {:.2}",
+        g.messages_per_broadcast,
+        g.messages_per_broadcast / nodes.max(1) as f64,
+        g.duplicates_per_node.median,
+        g.duplicates_per_node.max
+    );
+    let t = &g.time_to_coverage_ms;
+    println!(
+        "           time to coverage ({time_base}, mean): 50% {}, 90% {}, 100% {}",
+        ms(t.p50),
+        ms(t.p90),
+        ms(t.p100)
     );
 }
 

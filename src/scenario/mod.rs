@@ -2,12 +2,13 @@
 //!
 //! Every scenario builds its network on a [`network::Testbed`] (the simulator or real TCP), runs its
 //! flow, fills a [`report::Report`], and checks the row's expected result: every non-faulty node
-//! bootstraps, and messages to non-faulty targets arrive (all of them without faults; at least 99% with
-//! up to 10% faulty nodes; at least 95% beyond).
+//! bootstraps, and messages to non-faulty targets arrive, as do gossip broadcasts to non-faulty nodes
+//! (all of them without faults; at least 99% with up to 10% faulty nodes; at least 95% beyond).
 
 use std::fmt;
 
 pub mod connections;
+pub mod gossip;
 pub mod latency;
 pub mod network;
 pub mod params;
@@ -44,6 +45,9 @@ pub enum ScenarioKind {
     Latency,
     /// New authenticated connections per second, dialer and listener in one process (TCP only).
     Connections,
+    /// After bootstrap, random non-faulty nodes broadcast by gossip, one after another; coverage,
+    /// duplicates, messages and time to coverage of each broadcast.
+    Gossip,
 }
 
 impl fmt::Display for ScenarioKind {
@@ -56,6 +60,7 @@ impl fmt::Display for ScenarioKind {
             ScenarioKind::Unknown => "unknown",
             ScenarioKind::Latency => "latency",
             ScenarioKind::Connections => "connections",
+            ScenarioKind::Gossip => "gossip",
         })
     }
 }
@@ -66,11 +71,14 @@ pub async fn run(kind: ScenarioKind, params: &ScenarioParams) -> Result<Report, 
     let wall = std::time::Instant::now();
     let mut report = base_report(kind, params);
     match kind {
-        ScenarioKind::Bootstrap | ScenarioKind::Unknown => {
+        ScenarioKind::Bootstrap | ScenarioKind::Unknown | ScenarioKind::Gossip => {
             let mut net = Network::build(params).await?;
             report.time_base = net.testbed.time_base().to_owned();
             if kind == ScenarioKind::Unknown {
                 unknown::run(&mut net, params, &mut report).await?;
+            }
+            if kind == ScenarioKind::Gossip {
+                gossip::run(&mut net, params, &mut report).await?;
             }
             report.bootstrap = Some(net.bootstrap.clone());
             net.shutdown().await;
@@ -136,6 +144,18 @@ fn check_expected(params: &ScenarioParams, report: &mut Report) {
             "bootstrap succeeded for {:.1}% of non-faulty nodes, expected 100%",
             b.success_rate * 100.0
         ));
+    }
+    if let Some(g) = &report.gossip {
+        let need = required_delivery(params);
+        if g.coverage < need {
+            report.failures.push(format!(
+                "broadcasts reached {:.2}% of non-faulty nodes on average (least {:.2}%), expected at \
+                 least {:.0}%",
+                g.coverage * 100.0,
+                g.coverage_min * 100.0,
+                need * 100.0
+            ));
+        }
     }
     if let Some(m) = &report.messages {
         let need = required_delivery(params);

@@ -87,6 +87,10 @@ pub struct ScenarioParams {
     pub size: usize,
     /// Seed of every random choice.
     pub seed: u64,
+    /// Gossip broadcasts to follow (gossip).
+    pub broadcasts: usize,
+    /// Gossip fanout of every node (`gossip.fanout`).
+    pub fanout: usize,
 }
 
 impl Default for ScenarioParams {
@@ -106,6 +110,8 @@ impl Default for ScenarioParams {
             messages: 2000,
             size: 64,
             seed: 1,
+            broadcasts: 20,
+            fanout: crate::config::GossipConfig::default().fanout,
         }
     }
 }
@@ -135,6 +141,9 @@ impl ScenarioParams {
                 format!("{} is outside 0..=1", self.drop_rate),
             );
         }
+        if self.broadcasts == 0 {
+            return err("--broadcasts", "must be at least 1".into());
+        }
         if self.transport == TransportKind::Tcp
             && self.fault != FaultKind::None
             && self.faulty_percent > 0.0
@@ -154,6 +163,7 @@ impl ScenarioParams {
                 "dht.bucket_size" => "--bucket-size",
                 "dht.bucket_count" => "--bucket-count",
                 "dht.alpha" => "--alpha",
+                "gossip.fanout" => "--fanout",
                 _ => e.key,
             },
             reason: e.reason,
@@ -174,6 +184,7 @@ impl ScenarioParams {
         config.dht.bucket_count = self.bucket_count;
         config.dht.min_routing_table = self.min_table;
         config.dht.alpha = self.alpha;
+        config.gossip.fanout = self.fanout;
         config
     }
 

@@ -110,6 +110,47 @@ impl LatencySection {
     }
 }
 
+/// Median and maximum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct MedianMax {
+    /// 50th percentile.
+    pub median: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+/// Time from a broadcast until a share of the nodes had received it, in the report's time base: the
+/// mean over the broadcasts that reached that share (`null` if none did).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct CoverageTimes {
+    /// Until half of the non-faulty nodes had it.
+    pub p50: Option<f64>,
+    /// Until 90% of them had it.
+    pub p90: Option<f64>,
+    /// Until all of them had it.
+    pub p100: Option<f64>,
+}
+
+/// Gossip broadcasts and how far they reached. "Nodes" are the non-faulty nodes other than the author.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct GossipSection {
+    /// Broadcasts followed.
+    pub broadcasts: usize,
+    /// Gossip fanout of every node.
+    pub fanout: usize,
+    /// Mean over the broadcasts of the fraction of nodes that received it.
+    pub coverage: f64,
+    /// Smallest such fraction.
+    pub coverage_min: f64,
+    /// Copies of already-seen messages a non-faulty node received, per broadcast (its total over the run
+    /// divided by `broadcasts`).
+    pub duplicates_per_node: MedianMax,
+    /// Gossip envelopes sent by all nodes (authored and relayed), per broadcast.
+    pub messages_per_broadcast: f64,
+    /// How fast the broadcasts spread.
+    pub time_to_coverage_ms: CoverageTimes,
+}
+
 /// One scenario run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
@@ -147,6 +188,9 @@ pub struct Report {
     /// Round-trip latency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<LatencySection>,
+    /// Gossip figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gossip: Option<GossipSection>,
     /// What the `*_ms` figures are: "virtual" (simulator clock) or "wall".
     pub time_base: String,
     /// Wall-clock time of the whole run.
