@@ -278,3 +278,31 @@ async fn nodes_heard_of_only_in_answers_stay_out_of_the_table() {
     liar.abort();
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_moved_is_reached_at_its_new_address() {
+    let a = node().await;
+    let key = kadmesh::Keypair::random();
+    let b = Swarm::start_with_key(local_config(), key.clone())
+        .await
+        .unwrap();
+    b.add_node(&a.local_node()).await.unwrap();
+    let old = b.local_node();
+    assert!(a.table_contains(&old.id));
+    b.shutdown().await;
+
+    // Same identity, another port: once it has spoken to A, A sends to the new address.
+    let moved = Swarm::start_with_key(local_config(), key).await.unwrap();
+    assert_ne!(moved.local_node().addr, old.addr);
+    let mut inbox = moved.register_protocol("chat").unwrap();
+    moved.add_node(&a.local_node()).await.unwrap();
+    let delivery = a
+        .send_message(&old.id, "chat", &b"found you again"[..])
+        .await
+        .unwrap();
+    assert_eq!(delivery.to.addr, moved.local_node().addr);
+    let got = timeout(WAIT, inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(got.data(), b"found you again");
+    a.shutdown().await;
+    moved.shutdown().await;
+}

@@ -14,7 +14,7 @@ use crate::dht::lookup::{
     Lookup, LookupAction, LookupConfig, LookupOutcome, LookupReport, LookupResult, LookupTarget,
 };
 use crate::dht::seeds;
-use crate::dht::table::UpdateOutcome;
+use crate::dht::table::{Entry, UpdateOutcome};
 use crate::error::Error;
 use crate::identity::{DhtId, NodeId};
 use crate::peer::NodeInfo;
@@ -80,8 +80,24 @@ impl SwarmInner {
     }
 
     /// Records that `node` proved itself alive; pings a full bucket's oldest entry when needed.
+    ///
+    /// The address comes from an authenticated connection, so a known node that moved (restarted on
+    /// another port) is reachable again at once.
     pub(super) fn saw_node(&self, node: &NodeInfo) {
-        let outcome = self.table().update(node, Instant::now());
+        let now = Instant::now();
+        let outcome = {
+            let mut table = self.table();
+            match table.entry(node) {
+                Entry::Present(mut present) => {
+                    if present.node().addr != node.addr {
+                        present.update_address(node.addr);
+                    }
+                    present.refresh(now);
+                    return;
+                }
+                _ => table.update(node, now),
+            }
+        };
         if let UpdateOutcome::PingNeeded { lru } = outcome {
             self.spawn_liveness_ping(lru);
         }
