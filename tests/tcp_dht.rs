@@ -6,53 +6,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{WAIT, local_config, node};
-use kadmesh::{Config, DhtId, Error, NodeInfo, Swarm};
+use common::{WAIT, local_config, network, node, shutdown_all};
+use kadmesh::{DhtId, Error, NodeInfo, Swarm};
 use rand::{RngExt, SeedableRng};
 use tokio::time::timeout;
-
-async fn start_many(n: usize, config: &Config) -> Vec<Swarm> {
-    let mut nodes = Vec::with_capacity(n);
-    for _ in 0..n {
-        nodes.push(Swarm::start(config.clone()).await.unwrap());
-    }
-    nodes
-}
-
-/// Boot nodes that know each other, then `n` nodes bootstrapped from them, all in one process.
-async fn network(boot: usize, n: usize) -> (Vec<Swarm>, Vec<Swarm>) {
-    let config = local_config();
-    let boots = start_many(boot, &config).await;
-    let boot_infos: Vec<NodeInfo> = boots.iter().map(|b| b.local_node()).collect();
-    for b in &boots {
-        let others: Vec<NodeInfo> = boot_infos
-            .iter()
-            .filter(|i| i.id != b.local_node().id)
-            .copied()
-            .collect();
-        if !others.is_empty() {
-            b.bootstrap_from(others).await.unwrap();
-        }
-    }
-    let nodes = start_many(n, &config).await;
-    let mut joins = tokio::task::JoinSet::new();
-    for node in &nodes {
-        let (node, boot) = (node.clone(), boot_infos.clone());
-        joins.spawn(async move { node.bootstrap_from(boot).await });
-    }
-    for r in joins.join_all().await {
-        let report = r.expect("every node bootstraps");
-        assert!(report.boot_nodes_answered >= 1);
-        assert!(report.table_size >= 1);
-    }
-    (boots, nodes)
-}
-
-async fn shutdown_all(nodes: impl IntoIterator<Item = Swarm>) {
-    for n in nodes {
-        n.shutdown().await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_to_unknown_node_through_find_node() {

@@ -5,67 +5,16 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bytes::Bytes;
-use common::{WAIT, init_tracing, local_config, wait_event};
+use common::{WAIT, init_tracing, local_config, network, now_ms, shutdown_all, wait_event};
 use kadmesh::gossip::{GOSSIP_PROTOCOL, GossipError, NONCE_LEN, SignedGossip, signing_digest};
 use kadmesh::swarm::DropReason;
 use kadmesh::wire::pb;
-use kadmesh::{Config, Error, Keypair, Message, NodeId, NodeInfo, Swarm, SwarmEvent};
+use kadmesh::{Error, Keypair, Message, NodeId, Swarm, SwarmEvent};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::timeout;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-async fn start_many(n: usize, config: &Config) -> Vec<Swarm> {
-    let mut nodes = Vec::with_capacity(n);
-    for _ in 0..n {
-        nodes.push(Swarm::start(config.clone()).await.unwrap());
-    }
-    nodes
-}
-
-/// `boot` boot nodes that know each other, then `n` nodes bootstrapped from them; boot nodes first.
-async fn network(boot: usize, n: usize) -> Vec<Swarm> {
-    init_tracing();
-    let config = local_config();
-    let boots = start_many(boot, &config).await;
-    let boot_infos: Vec<NodeInfo> = boots.iter().map(|b| b.local_node()).collect();
-    for b in &boots {
-        let others: Vec<NodeInfo> = boot_infos
-            .iter()
-            .filter(|i| i.id != b.local_node().id)
-            .copied()
-            .collect();
-        if !others.is_empty() {
-            b.bootstrap_from(others).await.unwrap();
-        }
-    }
-    let nodes = start_many(n, &config).await;
-    let mut joins = tokio::task::JoinSet::new();
-    for node in &nodes {
-        let (node, boot) = (node.clone(), boot_infos.clone());
-        joins.spawn(async move { node.bootstrap_from(boot).await });
-    }
-    for r in joins.join_all().await {
-        r.expect("every node bootstraps");
-    }
-    boots.into_iter().chain(nodes).collect()
-}
-
-async fn shutdown_all(nodes: Vec<Swarm>) {
-    for n in nodes {
-        n.shutdown().await;
-    }
-}
 
 fn total(nodes: &[Swarm], f: impl Fn(&kadmesh::swarm::GossipStats) -> u64) -> u64 {
     nodes.iter().map(|n| f(&n.stats().gossip)).sum()
@@ -172,7 +121,8 @@ async fn all_receive_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_nodes_a_broadcast_reaches_all_29_others_exactly_once() {
-    let nodes = network(3, 27).await;
+    let (boots, others) = network(3, 27).await;
+    let nodes: Vec<Swarm> = boots.into_iter().chain(others).collect();
     assert_eq!(nodes.len(), 30);
     let mut inboxes: Vec<_> = nodes
         .iter()
@@ -212,7 +162,8 @@ async fn thirty_nodes_a_broadcast_reaches_all_29_others_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn altered_forged_and_stale_messages_are_rejected_at_the_next_hop() {
-    let nodes = network(2, 6).await;
+    let (boots, others) = network(2, 6).await;
+    let nodes: Vec<Swarm> = boots.into_iter().chain(others).collect();
     let mut inboxes: Vec<_> = nodes
         .iter()
         .map(|n| n.register_protocol("news").unwrap())
@@ -343,7 +294,8 @@ async fn altered_forged_and_stale_messages_are_rejected_at_the_next_hop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejecting_validator_stops_delivery_and_relay() {
-    let nodes = network(2, 6).await;
+    let (boots, others) = network(2, 6).await;
+    let nodes: Vec<Swarm> = boots.into_iter().chain(others).collect();
     let (relay, target) = (&nodes[2], &nodes[4]);
     let relay_id = relay.local_node().id;
     let mut inboxes: Vec<_> = nodes

@@ -49,10 +49,21 @@ async fn spawn_all(
     Ok(nodes)
 }
 
-async fn shutdown_all(nodes: Vec<Swarm>) {
+/// Shuts the nodes and the testbed down; returns how many messages the echo server (if any) saw.
+async fn teardown(
+    testbed: &Testbed,
+    nodes: Vec<Swarm>,
+    server: Option<tokio::task::JoinHandle<usize>>,
+) -> usize {
     for n in nodes {
         n.shutdown().await;
     }
+    let served = match server {
+        Some(task) => task.await.unwrap_or(0),
+        None => 0,
+    };
+    testbed.shutdown().await;
+    served
 }
 
 /// "Simple message exchange": node 1 sends a request to node 2, which reads it, learns node 1 and
@@ -82,9 +93,7 @@ pub async fn exchange(
         delivery_rate: rate(usize::from(answered), 1),
     });
     report.latency_us = Some(LatencySection::of(&mut [rtt]));
-    shutdown_all(nodes).await;
-    let _ = server.await;
-    testbed.shutdown().await;
+    teardown(testbed, nodes, Some(server)).await;
     Ok(())
 }
 
@@ -136,9 +145,7 @@ pub async fn one_target(
         delivery_rate: rate(rtts.len(), sent),
     });
     report.latency_us = Some(LatencySection::of(&mut rtts));
-    shutdown_all(nodes).await;
-    let served = server.await.unwrap_or(0);
-    testbed.shutdown().await;
+    let served = teardown(testbed, nodes, Some(server)).await;
     if served < rtts.len() {
         report.failures.push(format!(
             "the target saw {served} messages, {} were answered",
@@ -177,9 +184,7 @@ pub async fn latency(
         delivery_rate: rate(rtts.len(), sent),
     });
     report.latency_us = Some(LatencySection::of(&mut rtts));
-    shutdown_all(nodes).await;
-    let _ = server.await;
-    testbed.shutdown().await;
+    teardown(testbed, nodes, Some(server)).await;
     Ok(())
 }
 
@@ -232,6 +237,6 @@ pub async fn find_node(
             .failures
             .push("node 2 already knew node 3: no FindNode lookup happened".into());
     }
-    shutdown_all(nodes).await;
+    teardown(testbed, nodes, None).await;
     Ok(())
 }

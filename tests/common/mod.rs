@@ -31,6 +31,52 @@ pub async fn node() -> Swarm {
 /// Upper bound on any wait in the tests, so a broken build fails instead of hanging.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Starts `n` nodes with `config`.
+pub async fn start_many(n: usize, config: &Config) -> Vec<Swarm> {
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        nodes.push(Swarm::start(config.clone()).await.unwrap());
+    }
+    nodes
+}
+
+/// `boot` boot nodes that know each other, then `n` nodes bootstrapped from them (concurrently), all on
+/// loopback TCP in this process. Returns (boot nodes, other nodes).
+pub async fn network(boot: usize, n: usize) -> (Vec<Swarm>, Vec<Swarm>) {
+    init_tracing();
+    let config = local_config();
+    let boots = start_many(boot, &config).await;
+    let boot_infos: Vec<kadmesh::NodeInfo> = boots.iter().map(|b| b.local_node()).collect();
+    for b in &boots {
+        let others: Vec<kadmesh::NodeInfo> = boot_infos
+            .iter()
+            .filter(|i| i.id != b.local_node().id)
+            .copied()
+            .collect();
+        if !others.is_empty() {
+            b.bootstrap_from(others).await.unwrap();
+        }
+    }
+    let nodes = start_many(n, &config).await;
+    let mut joins = tokio::task::JoinSet::new();
+    for node in &nodes {
+        let (node, boot) = (node.clone(), boot_infos.clone());
+        joins.spawn(async move { node.bootstrap_from(boot).await });
+    }
+    for r in joins.join_all().await {
+        let report = r.expect("every node bootstraps");
+        assert!(report.boot_nodes_answered >= 1);
+    }
+    (boots, nodes)
+}
+
+/// Shuts every node down.
+pub async fn shutdown_all(nodes: impl IntoIterator<Item = Swarm>) {
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
 /// Waits for the first event that `pick` accepts.
 pub async fn wait_event<T>(
     events: &mut broadcast::Receiver<SwarmEvent>,
