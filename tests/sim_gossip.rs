@@ -3,18 +3,18 @@
 //! messages the others are still covered (≥ 99%); a relay that alters the payload, the protocol or the
 //! timestamp is rejected at the next hop and its copies are delivered nowhere. Deterministic from a seed.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kadmesh::gossip::{GOSSIP_PROTOCOL, NONCE_LEN, SignedGossip};
+use kadmesh::gossip::{NONCE_LEN, SignedGossip};
 use kadmesh::scenario::network::{Network, Testbed};
 use kadmesh::scenario::params::{FaultKind, ScenarioParams};
 use kadmesh::scenario::report::Report;
 use kadmesh::scenario::{self, ScenarioKind};
 use kadmesh::sim::SimNetwork;
 use kadmesh::swarm::GossipStats;
-use kadmesh::wire::pb;
 use kadmesh::{Keypair, Message, NodeId, Swarm};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
@@ -189,27 +189,6 @@ fn the_scenario_without_faults_covers_everyone_with_a_smaller_fanout() {
     assert_eq!(report.time_base, "virtual");
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// A gossip envelope around `body`, as a relay sends it.
-fn envelope(client_version: &str, body: &pb::GossipMessage) -> pb::Envelope {
-    pb::Envelope {
-        metadata: Some(pb::Metadata {
-            protocol: GOSSIP_PROTOCOL.into(),
-            client_version: client_version.into(),
-            timestamp: now_ms(),
-            gossip: true,
-            ..Default::default()
-        }),
-        payload: kadmesh::wire::encode(body).to_vec(),
-    }
-}
-
 #[test]
 fn a_relay_that_alters_a_message_is_rejected_at_the_next_hop_and_delivered_nowhere() {
     with_network(&sim_params(60, 15), async |net| {
@@ -234,7 +213,7 @@ fn a_relay_that_alters_a_message_is_rejected_at_the_next_hop_and_delivered_nowhe
             &author,
             "news",
             Bytes::from_static(b"genuine"),
-            now_ms(),
+            common::now_ms(),
             nonce,
         )
         .unwrap();
@@ -256,7 +235,10 @@ fn a_relay_that_alters_a_message_is_rejected_at_the_next_hop_and_delivered_nowhe
         for body in &altered {
             for (_, target) in &targets {
                 relay
-                    .send_raw_envelope(&target.local_node(), envelope(&version, body))
+                    .send_raw_envelope(
+                        &target.local_node(),
+                        common::gossip_envelope(&version, body),
+                    )
                     .await
                     .unwrap();
             }
@@ -278,7 +260,10 @@ fn a_relay_that_alters_a_message_is_rejected_at_the_next_hop_and_delivered_nowhe
         // altered ones, which the nodes rejected, did not mark it seen anywhere.
         let (first, target) = targets[targets.len() / 2];
         relay
-            .send_raw_envelope(&target.local_node(), envelope(&version, &base))
+            .send_raw_envelope(
+                &target.local_node(),
+                common::gossip_envelope(&version, &base),
+            )
             .await
             .unwrap();
         idle(net).await;

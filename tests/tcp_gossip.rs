@@ -7,7 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{WAIT, init_tracing, local_config, network, now_ms, shutdown_all, wait_event};
-use kadmesh::gossip::{GOSSIP_PROTOCOL, GossipError, NONCE_LEN, SignedGossip, signing_digest};
+use kadmesh::gossip::{GossipError, NONCE_LEN, SignedGossip, signing_digest};
 use kadmesh::swarm::DropReason;
 use kadmesh::wire::pb;
 use kadmesh::{Error, Keypair, Message, NodeId, Swarm, SwarmEvent};
@@ -60,24 +60,10 @@ fn nonce() -> [u8; NONCE_LEN] {
     n
 }
 
-/// A gossip envelope around `body`, as a relay would send it.
-fn envelope(client_version: &str, body: &pb::GossipMessage) -> pb::Envelope {
-    pb::Envelope {
-        metadata: Some(pb::Metadata {
-            protocol: GOSSIP_PROTOCOL.into(),
-            client_version: client_version.into(),
-            timestamp: now_ms(),
-            gossip: true,
-            ..Default::default()
-        }),
-        payload: kadmesh::wire::encode(body).to_vec(),
-    }
-}
-
 /// `relay` hands `body` to `to` and waits for `to` to drop it; returns the reason.
 async fn relay_and_wait_drop(relay: &Swarm, to: &Swarm, body: &pb::GossipMessage) -> DropReason {
     let mut events = to.events();
-    let env = envelope(&relay.config().client_version, body);
+    let env = common::gossip_envelope(&relay.config().client_version, body);
     relay
         .send_raw_envelope(&to.local_node(), env)
         .await
@@ -258,7 +244,7 @@ async fn altered_forged_and_stale_messages_are_rejected_at_the_next_hop() {
     relay
         .send_raw_envelope(
             &target.local_node(),
-            envelope(&relay.config().client_version, &genuine.to_proto(true)),
+            common::gossip_envelope(&relay.config().client_version, &genuine.to_proto(true)),
         )
         .await
         .unwrap();
@@ -275,7 +261,7 @@ async fn altered_forged_and_stale_messages_are_rejected_at_the_next_hop() {
     relay
         .send_raw_envelope(
             &target.local_node(),
-            envelope(&relay.config().client_version, &genuine.to_proto(false)),
+            common::gossip_envelope(&relay.config().client_version, &genuine.to_proto(false)),
         )
         .await
         .unwrap();
@@ -353,7 +339,7 @@ async fn a_rejecting_validator_stops_delivery_and_relay() {
     relay
         .send_raw_envelope(
             &target.local_node(),
-            envelope(&relay.config().client_version, &good.to_proto(true)),
+            common::gossip_envelope(&relay.config().client_version, &good.to_proto(true)),
         )
         .await
         .unwrap();

@@ -120,6 +120,23 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A gossip envelope around `body`, as a relay sends it.
+pub fn gossip_envelope(
+    client_version: &str,
+    body: &kadmesh::wire::pb::GossipMessage,
+) -> kadmesh::wire::pb::Envelope {
+    kadmesh::wire::pb::Envelope {
+        metadata: Some(kadmesh::wire::pb::Metadata {
+            protocol: kadmesh::gossip::GOSSIP_PROTOCOL.into(),
+            client_version: client_version.into(),
+            timestamp: now_ms(),
+            gossip: true,
+            ..Default::default()
+        }),
+        payload: kadmesh::wire::encode(body).to_vec(),
+    }
+}
+
 /// The handshake settings that match `node`.
 pub fn handshake_config(node: &Swarm) -> kadmesh::crypto::handshake::HandshakeConfig {
     kadmesh::crypto::handshake::HandshakeConfig {
