@@ -31,17 +31,7 @@ async fn add_many_with(net: &SimNetwork, n: usize, config: &Config) -> Vec<Swarm
 /// Boot nodes that bootstrap from each other.
 async fn boot_nodes(net: &SimNetwork, boot: usize) -> Vec<Swarm> {
     let boots = add_many(net, boot).await;
-    let infos: Vec<NodeInfo> = boots.iter().map(|b| b.local_node()).collect();
-    for b in &boots {
-        let others: Vec<NodeInfo> = infos
-            .iter()
-            .filter(|i| i.id != b.local_node().id)
-            .copied()
-            .collect();
-        if !others.is_empty() {
-            b.bootstrap_from(others).await.unwrap();
-        }
-    }
+    kadmesh::scenario::network::introduce(&boots).await.unwrap();
     boots
 }
 

@@ -47,16 +47,7 @@ pub async fn network(boot: usize, n: usize) -> (Vec<Swarm>, Vec<Swarm>) {
     let config = local_config();
     let boots = start_many(boot, &config).await;
     let boot_infos: Vec<kadmesh::NodeInfo> = boots.iter().map(|b| b.local_node()).collect();
-    for b in &boots {
-        let others: Vec<kadmesh::NodeInfo> = boot_infos
-            .iter()
-            .filter(|i| i.id != b.local_node().id)
-            .copied()
-            .collect();
-        if !others.is_empty() {
-            b.bootstrap_from(others).await.unwrap();
-        }
-    }
+    kadmesh::scenario::network::introduce(&boots).await.unwrap();
     let nodes = start_many(n, &config).await;
     let mut joins = tokio::task::JoinSet::new();
     for node in &nodes {
