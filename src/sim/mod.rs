@@ -34,8 +34,8 @@
 //!
 //! # Model
 //!
-//! - **Addresses.** Node `i` (in the order added) listens at `127.x.y.z:7513`, counting up from
-//!   `127.1.0.1` ([`address_of`]); no socket is ever opened.
+//! - **Addresses.** Node `i` (in the order added) listens at `127.a.b.1:7513`, one /24 per node,
+//!   counting up from `127.0.1.1` ([`address_of`]), at most [`MAX_SIM_NODES`]; no socket is ever opened.
 //! - **Connections and links.** A connection between two nodes opens on the first send or connect
 //!   (both Swarms see `PeerConnected`) and costs no time. Each direction of a connection has a link: a
 //!   bounded queue (`link_queue`) drained by a task that exists only while the queue holds messages. A
@@ -86,7 +86,7 @@ mod tests;
 
 pub use config::{Fault, Latency, SimConfig, Span};
 pub use network::{IDLE_GRACE, SimNetwork};
-pub use node::{SIM_PORT, address_of, index_of};
+pub use node::{MAX_SIM_NODES, SIM_PORT, address_of, index_of};
 pub use stats::{DropCounts, SimDropReason, SimStats};
 
 pub(crate) use link::run_link;

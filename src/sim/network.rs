@@ -61,7 +61,7 @@ impl SimNetwork {
     }
 
     /// Starts a node with a new identity drawn from the network RNG, at the next synthetic address
-    /// (`127.1.0.1:7513`, `127.1.0.2:7513`, ...). The node's own RNG seed is drawn from the network RNG
+    /// (`127.0.1.1:7513`, `127.0.2.1:7513`, ...). The node's own RNG seed is drawn from the network RNG
     /// too. `config.listen` is ignored; `config.net.max_frame_len` applies to what the node sends.
     pub async fn add_node(&self, config: Config) -> Result<Swarm, Error> {
         let (keypair, seed) = {

@@ -17,16 +17,19 @@ use crate::transport::{InboundHandler, PeerEvent};
 
 /// The port of every simulated node.
 pub const SIM_PORT: u16 = 7513;
-/// Node `i` gets the address `BASE + i + 1`: 127.1.0.1, 127.1.0.2, ... (inside 127.0.0.0/8).
-const BASE: u32 = u32::from_be_bytes([127, 1, 0, 0]);
-/// The last address handed out: 127.255.255.254.
-const LAST: u32 = u32::from_be_bytes([127, 255, 255, 254]);
+/// Most nodes a simulated network can hold: one /24 subnet each inside 127.0.0.0/8.
+pub const MAX_SIM_NODES: u32 = 65_535;
 
-/// The synthetic address of the node with index `index`: `127.x.y.z:7513`, counting up from 127.1.0.1;
-/// `None` past 127.255.255.254 (about 16.6 million nodes).
+/// The synthetic address of the node with index `index`: `127.a.b.1:7513` where `a.b` is `index + 1`
+/// written in base 256 (127.0.1.1, 127.0.2.1, ..., 127.255.255.1), so every node has a /24 of its own, as
+/// honest nodes spread over the internet do; `None` from index [`MAX_SIM_NODES`] on.
 pub fn address_of(index: u32) -> Option<SocketAddr> {
-    let ip = BASE.checked_add(index)?.checked_add(1)?;
-    (ip <= LAST).then(|| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), SIM_PORT)))
+    let n = index.checked_add(1).filter(|&n| n <= MAX_SIM_NODES)?;
+    let [_, _, a, b] = n.to_be_bytes();
+    Some(SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::new(127, a, b, 1),
+        SIM_PORT,
+    )))
 }
 
 /// The node index a synthetic address stands for (the inverse of [`address_of`]).
@@ -34,14 +37,12 @@ pub fn index_of(addr: &SocketAddr) -> Option<u32> {
     let SocketAddr::V4(v4) = addr else {
         return None;
     };
-    if v4.port() != SIM_PORT {
+    let [net, a, b, host] = v4.ip().octets();
+    if v4.port() != SIM_PORT || net != 127 || host != 1 {
         return None;
     }
-    let ip = u32::from(*v4.ip());
-    if !(BASE < ip && ip <= LAST) {
-        return None;
-    }
-    Some(ip - BASE - 1)
+    let n = u32::from(u16::from_be_bytes([a, b]));
+    n.checked_sub(1)
 }
 
 /// A connection to one peer, seen from one side.
@@ -226,25 +227,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn addresses_are_loopback_unique_and_invertible() {
-        let first = address_of(0).unwrap();
-        assert_eq!(first.to_string(), "127.1.0.1:7513");
-        assert_eq!(address_of(255).unwrap().to_string(), "127.1.1.0:7513");
-        for i in [0, 1, 254, 255, 256, 65_535, 65_536, 1_000_000] {
+    fn addresses_are_loopback_one_per_subnet_and_invertible() {
+        assert_eq!(address_of(0).unwrap().to_string(), "127.0.1.1:7513");
+        assert_eq!(address_of(254).unwrap().to_string(), "127.0.255.1:7513");
+        assert_eq!(address_of(255).unwrap().to_string(), "127.1.0.1:7513");
+        let mut subnets = std::collections::HashSet::new();
+        for i in [0, 1, 254, 255, 256, 1000, 65_533, MAX_SIM_NODES - 1] {
             let a = address_of(i).unwrap();
             assert!(a.ip().is_loopback());
             assert_eq!(index_of(&a), Some(i));
+            let SocketAddr::V4(v4) = a else { panic!("v4") };
+            assert!(subnets.insert(u32::from(*v4.ip()) >> 8), "{a} shares a /24");
         }
-        let last = LAST - BASE - 1;
         assert_eq!(
-            address_of(last).unwrap().to_string(),
-            "127.255.255.254:7513"
+            address_of(MAX_SIM_NODES - 1).unwrap().to_string(),
+            "127.255.255.1:7513"
         );
-        assert_eq!(address_of(last + 1), None);
+        assert_eq!(address_of(MAX_SIM_NODES), None);
         assert_eq!(address_of(u32::MAX), None);
-        assert_eq!(index_of(&"127.1.0.1:7514".parse().unwrap()), None);
-        assert_eq!(index_of(&"127.1.0.0:7513".parse().unwrap()), None);
+        assert_eq!(index_of(&"127.0.1.1:7514".parse().unwrap()), None);
+        assert_eq!(index_of(&"127.0.1.2:7513".parse().unwrap()), None);
         assert_eq!(index_of(&"127.0.0.1:7513".parse().unwrap()), None);
+        assert_eq!(index_of(&"10.0.1.1:7513".parse().unwrap()), None);
         assert_eq!(index_of(&"[::1]:7513".parse().unwrap()), None);
     }
 }

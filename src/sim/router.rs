@@ -123,7 +123,7 @@ impl NetInner {
         let id = keypair.node_id();
         let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
         let index = u32::try_from(registry.nodes.len()).unwrap_or(u32::MAX);
-        let fallback = address_of(0).unwrap_or_else(|| ([127, 1, 0, 1], 7513).into());
+        let fallback = address_of(0).unwrap_or_else(|| ([127, 0, 1, 1], 7513).into());
         let Some(addr) = address_of(index) else {
             return Err(Error::Bind {
                 addr: fallback,
