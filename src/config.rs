@@ -92,6 +92,10 @@ pub struct NetConfig {
     /// Run handshake crypto (ECDSA, ECDH) on tokio's blocking pool instead of the runtime's workers
     /// (default on: measured faster and kinder to other tasks, see README "Benchmarks").
     pub offload_handshake: bool,
+    /// Exempt loopback and private addresses ([`crate::peer::is_local_ip`]) from the per-IP limits, the
+    /// per-IP accept throttle, IP bans and the routing table's subnet limits (default off: a public node
+    /// limits every address alike; local test networks, where every node shares 127.0.0.1, turn it on).
+    pub exempt_local: bool,
 }
 
 impl Default for NetConfig {
@@ -109,6 +113,7 @@ impl Default for NetConfig {
             rate_limit_per_sec: 20_000,
             rate_limit_burst: 50_000,
             offload_handshake: true,
+            exempt_local: false,
         }
     }
 }

@@ -3,10 +3,33 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use crate::identity::{DhtId, IdentityError, NodeId};
+
+/// Whether `ip` is loopback, private or link-local: 127/8, 10/8, 172.16/12, 192.168/16, 169.254/16, 100.64/10
+/// (carrier-grade NAT), `::1`, `fc00::/7`, `fe80::/10`, or an IPv4-mapped IPv6 form of one of these.
+/// [`NetConfig::exempt_local`](crate::config::NetConfig::exempt_local) exempts such addresses from per-IP
+/// and per-subnet limits.
+pub fn is_local_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_local_ip(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
 
 /// Why a node descriptor could not be parsed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -101,6 +124,38 @@ pub fn sort_by_distance(nodes: &mut [NodeInfo], target: &DhtId) {
 mod tests {
     use super::*;
     use crate::identity::Keypair;
+
+    #[test]
+    fn local_addresses_are_recognised() {
+        for local in [
+            "127.0.0.1",
+            "127.5.6.7",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.0.9",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_local_ip(local.parse().unwrap()), "{local} is local");
+        }
+        for public in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "192.169.0.1",
+            "100.128.0.1",
+            "1.1.1.1",
+            "2001:db8::1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!is_local_ip(public.parse().unwrap()), "{public} is public");
+        }
+    }
 
     fn node(port: u16) -> NodeInfo {
         NodeInfo::new(

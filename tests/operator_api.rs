@@ -30,6 +30,7 @@ async fn node(dir: &TempDir, name: &str, peers: &[&Node]) -> Node {
         ..Config::default()
     };
     config.net.max_frame_len = FRAME;
+    config.net.exempt_local = true;
     config.bootstrap.nodes = peers
         .iter()
         .map(|p| p.daemon.local_node().to_string())

@@ -176,6 +176,8 @@ impl ScenarioParams {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Config::default()
         };
+        // Real TCP nodes all share 127.0.0.1; simulated nodes each have a /24 of their own.
+        config.net.exempt_local = self.transport == TransportKind::Tcp;
         if self.transport == TransportKind::Sim {
             // Thousands of nodes in one process: keep per-node preallocations small.
             config.swarm.event_queue = crate::sim::node_config().swarm.event_queue;

@@ -8,10 +8,13 @@ use tokio::sync::broadcast;
 
 /// A config listening on 127.0.0.1 with an OS-chosen port.
 pub fn local_config() -> Config {
-    Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
-    }
+    };
+    // Every test node shares 127.0.0.1: per-IP and per-subnet limits would see one big host.
+    config.net.exempt_local = true;
+    config
 }
 
 /// Routes `RUST_LOG`-filtered logs to the test output (once per process).
