@@ -96,6 +96,30 @@ pub struct NetConfig {
     /// per-IP accept throttle, IP bans and the routing table's subnet limits (default off: a public node
     /// limits every address alike; local test networks, where every node shares 127.0.0.1, turn it on).
     pub exempt_local: bool,
+    /// Most connections at once, inbound and outbound together (default 512).
+    pub max_connections: usize,
+    /// Most outbound connections (dials in progress included) at once; a dial beyond it fails with
+    /// [`TransportError::LimitReached`](crate::transport::TransportError::LimitReached) (default 384).
+    pub max_outbound: usize,
+    /// Most inbound connections from one IP address (an IPv6 /64) at once, refused at accept before any
+    /// handshake work (default 8).
+    pub max_inbound_per_ip: usize,
+    /// Inbound connections one IP address (an IPv6 /64) may open in a burst before the accept throttle
+    /// refuses it (default 8).
+    pub ip_accept_burst: u32,
+    /// After a burst, one more inbound connection per address is accepted per this interval (default 5 s).
+    #[serde(with = "humantime_serde")]
+    pub ip_accept_interval: Duration,
+    /// Once the first byte of a frame arrives, the whole frame must arrive within this time (default 30 s).
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// A socket write that makes no progress for this long closes the connection (default 20 s).
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Sustained inbound frame-body bytes per second allowed per connection (default 16 MiB).
+    pub rate_limit_bytes_per_sec: u64,
+    /// Inbound byte burst allowed per connection; at least `max_frame_len` (default 32 MiB).
+    pub rate_limit_bytes_burst: u64,
 }
 
 impl Default for NetConfig {
@@ -114,6 +138,15 @@ impl Default for NetConfig {
             rate_limit_burst: 50_000,
             offload_handshake: true,
             exempt_local: false,
+            max_connections: 512,
+            max_outbound: 384,
+            max_inbound_per_ip: 8,
+            ip_accept_burst: 8,
+            ip_accept_interval: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(20),
+            rate_limit_bytes_per_sec: 16 * 1024 * 1024,
+            rate_limit_bytes_burst: 32 * 1024 * 1024,
         }
     }
 }
@@ -126,6 +159,9 @@ pub struct SwarmConfig {
     pub protocol_queue: usize,
     /// Capacity of the swarm event channel (default 1024); slow event readers miss old events.
     pub event_queue: usize,
+    /// Largest message payload of a protocol that did not set its own (default 1 MiB): larger inbound
+    /// messages are dropped and counted, larger outbound ones are refused.
+    pub max_payload: usize,
 }
 
 impl Default for SwarmConfig {
@@ -133,6 +169,7 @@ impl Default for SwarmConfig {
         Self {
             protocol_queue: 1024,
             event_queue: 1024,
+            max_payload: 1024 * 1024,
         }
     }
 }
@@ -273,6 +310,27 @@ impl Config {
         positive("net.send_buffer", n.send_buffer)?;
         positive("net.rate_limit_per_sec", n.rate_limit_per_sec as usize)?;
         positive("net.rate_limit_burst", n.rate_limit_burst as usize)?;
+        positive("net.max_connections", n.max_connections)?;
+        positive("net.max_outbound", n.max_outbound)?;
+        positive("net.max_inbound_per_ip", n.max_inbound_per_ip)?;
+        positive("net.ip_accept_burst", n.ip_accept_burst as usize)?;
+        nonzero_duration("net.ip_accept_interval", n.ip_accept_interval)?;
+        nonzero_duration("net.read_timeout", n.read_timeout)?;
+        nonzero_duration("net.write_timeout", n.write_timeout)?;
+        positive(
+            "net.rate_limit_bytes_per_sec",
+            usize::try_from(n.rate_limit_bytes_per_sec).unwrap_or(usize::MAX),
+        )?;
+        if n.rate_limit_bytes_burst < n.max_frame_len as u64 {
+            return Err(ConfigError {
+                key: "net.rate_limit_bytes_burst",
+                reason: format!(
+                    "{} is below net.max_frame_len ({}): the largest frame could never pass",
+                    n.rate_limit_bytes_burst, n.max_frame_len
+                ),
+            });
+        }
+        positive("swarm.max_payload", self.swarm.max_payload)?;
         positive("swarm.protocol_queue", self.swarm.protocol_queue)?;
         positive("swarm.event_queue", self.swarm.event_queue)?;
         let d = &self.dht;
@@ -601,5 +659,35 @@ mod tests {
         let mut c = Config::default();
         c.gossip.seen_ttl = Duration::ZERO;
         assert_eq!(c.validate().unwrap_err().key, "gossip.seen_ttl");
+    }
+
+    #[test]
+    fn invalid_limits_name_their_key() {
+        type Breaks = fn(&mut Config);
+        let cases: [(&str, Breaks); 10] = [
+            ("net.max_connections", |c| c.net.max_connections = 0),
+            ("net.max_outbound", |c| c.net.max_outbound = 0),
+            ("net.max_inbound_per_ip", |c| c.net.max_inbound_per_ip = 0),
+            ("net.ip_accept_burst", |c| c.net.ip_accept_burst = 0),
+            ("net.ip_accept_interval", |c| {
+                c.net.ip_accept_interval = Duration::ZERO
+            }),
+            ("net.read_timeout", |c| c.net.read_timeout = Duration::ZERO),
+            ("net.write_timeout", |c| {
+                c.net.write_timeout = Duration::ZERO
+            }),
+            ("net.rate_limit_bytes_per_sec", |c| {
+                c.net.rate_limit_bytes_per_sec = 0
+            }),
+            ("net.rate_limit_bytes_burst", |c| {
+                c.net.rate_limit_bytes_burst = c.net.max_frame_len as u64 - 1
+            }),
+            ("swarm.max_payload", |c| c.swarm.max_payload = 0),
+        ];
+        for (key, break_it) in cases {
+            let mut c = Config::default();
+            break_it(&mut c);
+            assert_eq!(c.validate().unwrap_err().key, key);
+        }
     }
 }

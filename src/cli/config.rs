@@ -202,6 +202,56 @@ const KEYS: &[(&str, &str, Shown)] = &[
         Shown::Value,
     ),
     (
+        "net.max_connections",
+        "Most connections at once, inbound and outbound together.",
+        Shown::Value,
+    ),
+    (
+        "net.max_outbound",
+        "Most outbound connections at once (dials in progress included); a dial beyond it fails.",
+        Shown::Value,
+    ),
+    (
+        "net.max_inbound_per_ip",
+        "Most inbound connections from one IP address (an IPv6 /64), refused at accept.",
+        Shown::Value,
+    ),
+    (
+        "net.ip_accept_burst",
+        "Inbound connections one IP address (an IPv6 /64) may open in a burst before the accept throttle refuses it.",
+        Shown::Value,
+    ),
+    (
+        "net.ip_accept_interval",
+        "After a burst, one more inbound connection per address is accepted per this interval.",
+        Shown::Value,
+    ),
+    (
+        "net.exempt_local",
+        "Exempt loopback and private addresses from the per-IP limits and throttle (for test networks on one host).",
+        Shown::Value,
+    ),
+    (
+        "net.read_timeout",
+        "Once the first byte of a frame arrives, the whole frame must arrive within this time.",
+        Shown::Value,
+    ),
+    (
+        "net.write_timeout",
+        "A socket write that makes no progress for this long closes the connection.",
+        Shown::Value,
+    ),
+    (
+        "net.rate_limit_bytes_per_sec",
+        "Sustained inbound bytes per second allowed per connection.",
+        Shown::Value,
+    ),
+    (
+        "net.rate_limit_bytes_burst",
+        "Inbound byte burst allowed per connection; at least net.max_frame_len.",
+        Shown::Value,
+    ),
+    (
         "net.offload_handshake",
         "Run handshake crypto (ECDSA, ECDH) on the blocking thread pool instead of the runtime's workers.",
         Shown::Value,
@@ -214,6 +264,11 @@ const KEYS: &[(&str, &str, Shown)] = &[
     (
         "swarm.event_queue",
         "Capacity of the swarm event channel; slow event readers miss old events.",
+        Shown::Value,
+    ),
+    (
+        "swarm.max_payload",
+        "Largest message payload of a protocol that did not set its own; larger inbound messages are dropped, larger outbound ones refused.",
         Shown::Value,
     ),
     (
@@ -482,6 +537,25 @@ mod tests {
             ("[net]\nsend_buffer = 0", "net.send_buffer"),
             ("[net]\nrate_limit_per_sec = 0", "net.rate_limit_per_sec"),
             ("[net]\nrate_limit_burst = 0", "net.rate_limit_burst"),
+            ("[net]\nmax_connections = 0", "net.max_connections"),
+            ("[net]\nmax_outbound = 0", "net.max_outbound"),
+            ("[net]\nmax_inbound_per_ip = 0", "net.max_inbound_per_ip"),
+            ("[net]\nip_accept_burst = 0", "net.ip_accept_burst"),
+            (
+                "[net]\nip_accept_interval = \"0s\"",
+                "net.ip_accept_interval",
+            ),
+            ("[net]\nread_timeout = \"0s\"", "net.read_timeout"),
+            ("[net]\nwrite_timeout = \"0s\"", "net.write_timeout"),
+            (
+                "[net]\nrate_limit_bytes_per_sec = 0",
+                "net.rate_limit_bytes_per_sec",
+            ),
+            (
+                "[net]\nrate_limit_bytes_burst = 1024",
+                "net.rate_limit_bytes_burst",
+            ),
+            ("[swarm]\nmax_payload = 0", "swarm.max_payload"),
             ("[swarm]\nprotocol_queue = 0", "swarm.protocol_queue"),
             ("[swarm]\nevent_queue = 0", "swarm.event_queue"),
             ("[swarm]\nbogus = true", "swarm.bogus"),

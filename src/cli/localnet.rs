@@ -3,7 +3,8 @@
 //! The first `--seeds` nodes start first (each given the earlier ones as `--peer`); their descriptors
 //! become `<data-root>/seeds.txt`, from which the other nodes join. Each node gets `<data-root>/node-<i>/`
 //! as its data directory and writes its log there (`node.log`). Prints one line per node:
-//! `node <i> <descriptor> http://<api> <log>`; Ctrl-C (or SIGTERM) stops every node.
+//! `node <i> <descriptor> http://<api> <log>`; Ctrl-C (or SIGTERM) stops every node. Nodes run with
+//! `--exempt-local`: they all share 127.0.0.1, which the per-IP limits would otherwise see as one host.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -89,6 +90,8 @@ async fn start_node(
         ))
         .arg("--data-dir")
         .arg(&dir)
+        // Every node shares 127.0.0.1: per-IP limits would see one host opening many connections.
+        .arg("--exempt-local")
         .args(boot)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

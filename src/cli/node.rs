@@ -52,6 +52,10 @@ pub struct NodeArgs {
     /// How often the routing table is saved if it changed, e.g. 30s (default 1m).
     #[arg(long, value_name = "DURATION", value_parser = humantime_serde::re::humantime::parse_duration)]
     pub snapshot_interval: Option<Duration>,
+    /// Exempt loopback and private addresses from the per-IP limits (sets `net.exempt_local`; for
+    /// test networks on one host).
+    #[arg(long)]
+    pub exempt_local: bool,
 }
 
 impl NodeArgs {
@@ -91,6 +95,9 @@ impl NodeArgs {
         }
         if let Some(interval) = self.snapshot_interval {
             node.snapshot_interval = interval;
+        }
+        if self.exempt_local {
+            config.net.exempt_local = true;
         }
         file.validate()?;
         Ok(file)

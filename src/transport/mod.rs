@@ -54,6 +54,9 @@ pub enum TransportError {
     /// The peer is unreachable (simulator: offline or partitioned).
     #[error("peer {0:?} unreachable")]
     Unreachable(NodeId),
+    /// A connection limit refused the dial (`net.max_outbound` or `net.max_connections`).
+    #[error("dial refused: {0} reached")]
+    LimitReached(Limit),
     /// The transport is shutting down.
     #[error("transport is shut down")]
     Shutdown,
@@ -97,15 +100,21 @@ pub enum CloseReason {
     /// No pong within `ping_timeout` after a keepalive ping.
     #[error("keepalive timeout")]
     KeepaliveTimeout,
-    /// The peer exceeded the inbound rate limit.
+    /// The peer exceeded the inbound frame or byte rate limit.
     #[error("inbound rate limit exceeded")]
     RateLimited,
+    /// A frame started arriving but was not complete within `net.read_timeout`.
+    #[error("frame not received within the read timeout")]
+    ReadTimeout,
+    /// A socket write made no progress for `net.write_timeout` (the peer stopped reading).
+    #[error("socket write stalled beyond the write timeout")]
+    WriteTimeout,
     /// Writing to the socket failed.
     #[error("write failed: {0}")]
     Write(String),
-    /// The listener refused the connection (a limit was reached).
-    #[error("refused: {0}")]
-    Refused(&'static str),
+    /// The listener refused the connection at accept, before any handshake work: a limit was reached.
+    #[error("refused: {0} reached")]
+    Refused(Limit),
     /// The peer became unreachable (simulator: one side went offline, or a partition separates them).
     #[error("peer unreachable")]
     Unreachable,
@@ -119,6 +128,117 @@ impl From<crate::wire::WireError> for CloseReason {
             }
             other => CloseReason::Frame(other.to_string()),
         }
+    }
+}
+
+/// A limit the transport enforces; [`Limit::label`] names it in metrics (`kadmesh_limit_hits_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// `net.max_connections`: inbound and outbound connections together.
+    MaxConnections,
+    /// `net.max_inbound`.
+    MaxInbound,
+    /// `net.max_outbound`.
+    MaxOutbound,
+    /// `net.max_pending_handshakes`: the listener stopped accepting for a while.
+    MaxPendingHandshakes,
+    /// `net.max_inbound_per_ip`.
+    MaxInboundPerIp,
+    /// `net.ip_accept_burst` / `net.ip_accept_interval`: one address connected too often.
+    IpAcceptThrottle,
+    /// `net.handshake_timeout`.
+    HandshakeTimeout,
+    /// `net.read_timeout`.
+    ReadTimeout,
+    /// `net.write_timeout`.
+    WriteTimeout,
+    /// `net.rate_limit_per_sec` / `net.rate_limit_burst`: inbound frames per connection.
+    FrameRate,
+    /// `net.rate_limit_bytes_per_sec` / `net.rate_limit_bytes_burst`: inbound bytes per connection.
+    ByteRate,
+    /// `net.max_frame_len`.
+    MaxFrameLen,
+}
+
+impl Limit {
+    /// Every limit, in a fixed order.
+    pub const ALL: [Limit; 12] = [
+        Limit::MaxConnections,
+        Limit::MaxInbound,
+        Limit::MaxOutbound,
+        Limit::MaxPendingHandshakes,
+        Limit::MaxInboundPerIp,
+        Limit::IpAcceptThrottle,
+        Limit::HandshakeTimeout,
+        Limit::ReadTimeout,
+        Limit::WriteTimeout,
+        Limit::FrameRate,
+        Limit::ByteRate,
+        Limit::MaxFrameLen,
+    ];
+
+    /// The metric label (the config key without `net.`; the two rate limits as `frame_rate`/`byte_rate`,
+    /// the throttle as `ip_accept_throttle`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::MaxConnections => "max_connections",
+            Limit::MaxInbound => "max_inbound",
+            Limit::MaxOutbound => "max_outbound",
+            Limit::MaxPendingHandshakes => "max_pending_handshakes",
+            Limit::MaxInboundPerIp => "max_inbound_per_ip",
+            Limit::IpAcceptThrottle => "ip_accept_throttle",
+            Limit::HandshakeTimeout => "handshake_timeout",
+            Limit::ReadTimeout => "read_timeout",
+            Limit::WriteTimeout => "write_timeout",
+            Limit::FrameRate => "frame_rate",
+            Limit::ByteRate => "byte_rate",
+            Limit::MaxFrameLen => "max_frame_len",
+        }
+    }
+
+    /// The limit a close reason says was exceeded, if any (the two rate limits share
+    /// [`CloseReason::RateLimited`] and are counted where they bite).
+    pub fn of(reason: &CloseReason) -> Option<Limit> {
+        match reason {
+            CloseReason::HandshakeTimeout => Some(Limit::HandshakeTimeout),
+            CloseReason::ReadTimeout => Some(Limit::ReadTimeout),
+            CloseReason::WriteTimeout => Some(Limit::WriteTimeout),
+            CloseReason::FrameTooLarge { .. } => Some(Limit::MaxFrameLen),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A snapshot of a transport's connection counts and limit counters ([`Transport::stats`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Inbound handshakes in progress now.
+    pub pending_handshakes: usize,
+    /// The most inbound handshakes that were ever in progress at once.
+    pub peak_pending_handshakes: usize,
+    /// Inbound connection slots taken (handshaking, open or draining).
+    pub inbound: usize,
+    /// Outbound connection slots taken (dialling, open or draining).
+    pub outbound: usize,
+    /// How often each limit bit, in [`Limit::ALL`] order (empty for a transport without limits).
+    pub limit_hits: Vec<(Limit, u64)>,
+    /// Keepalive pings and pongs not sent because the connection's send buffer was full.
+    pub keepalive_dropped: u64,
+}
+
+impl TransportStats {
+    /// How often `limit` bit.
+    pub fn hits(&self, limit: Limit) -> u64 {
+        self.limit_hits
+            .iter()
+            .find(|(l, _)| *l == limit)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -188,4 +308,9 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Closes every connection and stops accepting; releases every waiting caller with an error.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+
+    /// Connection counts and limit counters (a transport without limits reports zeros).
+    fn stats(&self) -> TransportStats {
+        TransportStats::default()
+    }
 }

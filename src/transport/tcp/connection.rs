@@ -1,16 +1,18 @@
 //! One authenticated TCP connection: the handshake under a deadline, then a reader task and a flush task.
 //!
-//! The reader opens sealed frames, answers keepalive pings, enforces the inbound rate limit and hands each
-//! envelope to the [`InboundHandler`](crate::transport::InboundHandler), awaiting it (backpressure on this
-//! peer only). Senders seal and write through the connection's frame writer from their own task; the
-//! flush task writes what the socket did not take at once. Every close has a typed [`CloseReason`].
+//! The reader opens sealed frames under the per-frame read deadline, answers keepalive pings, enforces the
+//! inbound frame and byte rate limits and hands each envelope to the
+//! [`InboundHandler`](crate::transport::InboundHandler), awaiting it (backpressure on this peer only).
+//! Senders seal and write through the connection's frame writer from their own task; the flush task
+//! writes what the socket did not take at once, under the write deadline. A connection holds its slot (a
+//! permit from the transport's limits) until both tasks stop. Every close has a typed [`CloseReason`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use rand::SeedableRng;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -20,13 +22,16 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::TcpContext;
+use super::bucket::TokenBucket;
+use super::deadline::{ReadDeadline, TrackedCodec};
+use super::limits::ConnPermit;
 use super::writer::FrameWriter;
 use crate::crypto::handshake::{Established, HandshakeError, Initiator, Responder};
 use crate::crypto::session::Opener;
 use crate::identity::NodeId;
 use crate::peer::NodeInfo;
-use crate::transport::{CloseReason, Direction, PeerEvent};
-use crate::wire::{self, FrameCodec, pb};
+use crate::transport::{CloseReason, Direction, Limit, PeerEvent};
+use crate::wire::{self, pb};
 
 /// Reserved protocol name of connection keepalive pings (answered by the connection itself).
 pub const PING_PROTOCOL: &str = "/kadmesh/keepalive/ping";
@@ -34,6 +39,19 @@ pub const PING_PROTOCOL: &str = "/kadmesh/keepalive/ping";
 pub const PONG_PROTOCOL: &str = "/kadmesh/keepalive/pong";
 /// How long a retired duplicate connection may take to drain before it is cut.
 const RETIRE_GRACE: Duration = Duration::from_secs(5);
+
+/// A TCP stream framed for the handshake.
+pub(crate) type FramedStream = Framed<TcpStream, TrackedCodec>;
+
+/// A stream whose handshake succeeded, with the connection slot it holds.
+pub(crate) struct Authenticated {
+    /// The framed stream (bytes after the last handshake frame stay in its read buffer).
+    pub(crate) framed: FramedStream,
+    /// The handshake's outcome: the peer's identity and the session keys.
+    pub(crate) established: Established,
+    /// The connection slot, held until the connection's tasks stop.
+    pub(crate) permit: ConnPermit,
+}
 
 /// A handle on a live connection; cheap to clone.
 #[derive(Clone, Debug)]
@@ -120,12 +138,13 @@ fn handshake_frame(msg: &pb::HandshakeData) -> Bytes {
 }
 
 async fn read_handshake(
-    framed: &mut Framed<TcpStream, FrameCodec>,
+    framed: &mut FramedStream,
+    deadline: &mut ReadDeadline,
 ) -> Result<pb::HandshakeData, CloseReason> {
-    match framed.next().await {
+    match deadline.next(framed).await {
         Some(Ok(frame)) => wire::decode("HandshakeData", &frame)
             .map_err(|e| CloseReason::Handshake(HandshakeError::Malformed(e.to_string()))),
-        Some(Err(e)) => Err(e.into()),
+        Some(Err(reason)) => Err(reason),
         None => Err(CloseReason::RemoteClosed),
     }
 }
@@ -145,16 +164,29 @@ async fn crypto<T: Send + 'static>(
     }
 }
 
-/// Dials `remote` and runs the initiator side of the handshake under `handshake_timeout`.
+/// Reports a connection attempt that failed before authentication (counting the limit it hit, if any).
+pub(crate) fn handshake_failed(ctx: &TcpContext, addr: SocketAddr, reason: CloseReason) {
+    if let Some(limit) = Limit::of(&reason) {
+        ctx.limits.hit(limit);
+    }
+    if let Some(handler) = ctx.handler.upgrade() {
+        handler.peer_event(PeerEvent::HandshakeFailed { addr, reason });
+    }
+}
+
+/// Dials `remote` and runs the initiator side of the handshake under `handshake_timeout`, holding the
+/// outbound slot `permit`.
 pub(crate) async fn dial(
     ctx: &TcpContext,
     remote: &NodeInfo,
-) -> Result<(Framed<TcpStream, FrameCodec>, Established), CloseReason> {
+    permit: ConnPermit,
+) -> Result<Authenticated, CloseReason> {
     let stream = TcpStream::connect(remote.addr)
         .await
         .map_err(|e| CloseReason::Frame(e.to_string()))?;
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(stream, FrameCodec::new(ctx.config.max_frame_len));
+    let mut framed = Framed::new(stream, TrackedCodec::new(ctx.config.max_frame_len));
+    let mut deadline = ReadDeadline::new(ctx.config.read_timeout);
     let run = async {
         let (cfg, keypair, remote_id) = (ctx.handshake.clone(), ctx.keypair.clone(), remote.id);
         let (initiator, hello) = crypto(ctx, move || {
@@ -162,7 +194,7 @@ pub(crate) async fn dial(
         })
         .await??;
         framed.send(handshake_frame(&hello)).await?;
-        let reply = read_handshake(&mut framed).await?;
+        let reply = read_handshake(&mut framed, &mut deadline).await?;
         let (established, fin) =
             crypto(ctx, move || initiator.on_response(&reply, unix_ms())).await??;
         framed.send(handshake_frame(&fin)).await?;
@@ -171,31 +203,42 @@ pub(crate) async fn dial(
     let established = tokio::time::timeout(ctx.config.handshake_timeout, run)
         .await
         .map_err(|_| CloseReason::HandshakeTimeout)??;
-    Ok((framed, established))
+    Ok(Authenticated {
+        framed,
+        established,
+        permit,
+    })
 }
 
-/// Runs the responder side of the handshake on an accepted stream under `handshake_timeout`.
+/// Runs the responder side of the handshake on an accepted stream under `handshake_timeout`, holding
+/// the inbound slot `permit`.
 pub(crate) async fn accept(
     ctx: &TcpContext,
     stream: TcpStream,
-) -> Result<(Framed<TcpStream, FrameCodec>, Established), CloseReason> {
+    permit: ConnPermit,
+) -> Result<Authenticated, CloseReason> {
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(stream, FrameCodec::new(ctx.config.max_frame_len));
+    let mut framed = Framed::new(stream, TrackedCodec::new(ctx.config.max_frame_len));
+    let mut deadline = ReadDeadline::new(ctx.config.read_timeout);
     let run = async {
-        let hello = read_handshake(&mut framed).await?;
+        let hello = read_handshake(&mut framed, &mut deadline).await?;
         let (cfg, keypair) = (ctx.handshake.clone(), ctx.keypair.clone());
         let (responder, reply) = crypto(ctx, move || {
             Responder::on_hello(&cfg, &keypair, &hello, unix_ms(), &mut rand::rng())
         })
         .await??;
         framed.send(handshake_frame(&reply)).await?;
-        let fin = read_handshake(&mut framed).await?;
+        let fin = read_handshake(&mut framed, &mut deadline).await?;
         Ok::<_, CloseReason>(responder.on_finish(&fin)?)
     };
     let established = tokio::time::timeout(ctx.config.handshake_timeout, run)
         .await
         .map_err(|_| CloseReason::HandshakeTimeout)??;
-    Ok((framed, established))
+    Ok(Authenticated {
+        framed,
+        established,
+        permit,
+    })
 }
 
 /// Where an authenticated peer can be reached: the dialled address, or its IP with its announced port.
@@ -218,16 +261,21 @@ pub(crate) fn peer_info(
 /// Starts the reader and writer tasks of an authenticated connection and returns its handle.
 ///
 /// The reader waits for `ready` (the pool registers the connection first, so anything the peer sends
-/// can be answered on this same connection). `on_close` runs once, after both tasks have stopped.
+/// can be answered on this same connection). `on_close` runs once, after both tasks have stopped; then
+/// the connection's slot is given back.
 pub(crate) fn spawn(
     ctx: &Arc<TcpContext>,
-    framed: Framed<TcpStream, FrameCodec>,
-    established: Established,
+    authenticated: Authenticated,
     peer: NodeInfo,
     direction: Direction,
     ready: tokio::sync::oneshot::Receiver<()>,
     on_close: impl FnOnce(&ConnectionHandle) + Send + 'static,
 ) -> ConnectionHandle {
+    let Authenticated {
+        framed,
+        established,
+        permit,
+    } = authenticated;
     let parts = framed.into_parts();
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
     let local_socket = parts.io.local_addr().unwrap_or(unspecified);
@@ -235,7 +283,7 @@ pub(crate) fn spawn(
     let (read_half, write_half) = parts.io.into_split();
     // Bytes the peer sent right after its last handshake frame may already be buffered: keep them.
     let mut reader_parts =
-        FramedParts::new::<Bytes>(read_half, FrameCodec::new(ctx.config.max_frame_len));
+        FramedParts::new::<Bytes>(read_half, TrackedCodec::new(ctx.config.max_frame_len));
     reader_parts.read_buf = parts.read_buf;
     let reader = Framed::from_parts(reader_parts);
     let (sealer, opener) = established
@@ -246,6 +294,7 @@ pub(crate) fn spawn(
         sealer,
         ctx.config.send_buffer,
         ctx.config.max_frame_len,
+        ctx.config.write_timeout,
     ));
     let closed = ctx.cancel.child_token();
     let initiator = match direction {
@@ -277,8 +326,12 @@ pub(crate) fn spawn(
         let _ = writer_task.await;
         let reason = reader_handle.close_reason();
         tracing::debug!(peer = %reader_handle.peer.id.short(), conn = %reader_handle.id, %reason, "connection closed");
+        if let Some(limit) = Limit::of(&reason) {
+            reader_ctx.limits.hit(limit);
+        }
         on_close(&reader_handle);
         reader_ctx.live.send_modify(|n| *n = n.saturating_sub(1));
+        drop(permit);
         if let Some(handler) = reader_ctx.handler.upgrade() {
             handler.peer_event(PeerEvent::Disconnected {
                 peer: reader_handle.peer.id,
@@ -306,41 +359,6 @@ async fn flush_loop(handle: ConnectionHandle) {
     }
 }
 
-/// A token bucket over the tokio clock (so it follows virtual time in tests).
-struct TokenBucket {
-    /// Tokens added per second.
-    rate: f64,
-    /// Most tokens held.
-    burst: f64,
-    /// Tokens now.
-    tokens: f64,
-    /// When `tokens` was last brought up to date.
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32, burst: u32, now: Instant) -> Self {
-        Self {
-            rate: f64::from(rate),
-            burst: f64::from(burst),
-            tokens: f64::from(burst),
-            last: now,
-        }
-    }
-
-    fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 fn control(protocol: &str, payload: Bytes) -> Bytes {
     wire::encode(&pb::Envelope {
         metadata: Some(pb::Metadata {
@@ -352,14 +370,34 @@ fn control(protocol: &str, payload: Bytes) -> Bytes {
     })
 }
 
+/// Sends a keepalive control frame if the send buffer has room now, else drops it (a full buffer means
+/// traffic is flowing anyway; counted).
+fn send_control(ctx: &TcpContext, handle: &ConnectionHandle, protocol: &str, payload: Bytes) {
+    if let Ok(false) = handle.writer.send_now(&control(protocol, payload)) {
+        ctx.limits.keepalive_dropped();
+    }
+}
+
 async fn read_loop(
     ctx: &TcpContext,
     handle: &ConnectionHandle,
-    mut reader: Framed<OwnedReadHalf, FrameCodec>,
+    mut reader: Framed<OwnedReadHalf, TrackedCodec>,
     mut opener: Opener,
 ) -> CloseReason {
     let cfg = &ctx.config;
-    let mut bucket = TokenBucket::new(cfg.rate_limit_per_sec, cfg.rate_limit_burst, Instant::now());
+    let now = Instant::now();
+    let mut frames = TokenBucket::new(
+        f64::from(cfg.rate_limit_per_sec),
+        f64::from(cfg.rate_limit_burst),
+        now,
+    );
+    // u64 to f64 rounds above 2^53 bytes: far beyond any sensible setting.
+    let mut bytes = TokenBucket::new(
+        cfg.rate_limit_bytes_per_sec as f64,
+        cfg.rate_limit_bytes_burst as f64,
+        now,
+    );
+    let mut deadline = ReadDeadline::new(cfg.read_timeout);
     let mut last_rx = Instant::now();
     let mut ping_sent: Option<Instant> = None;
     let mut ping_nonce: u64 = 0;
@@ -391,8 +429,8 @@ async fn read_loop(
                 if now >= quiet_until {
                     ping_nonce = ping_nonce.wrapping_add(1);
                     let ping = wire::encode(&pb::Ping { nonce: ping_nonce });
-                    // A full buffer means traffic is flowing anyway; the deadline still applies.
-                    let _ = handle.writer.send_now(&control(PING_PROTOCOL, ping));
+                    // The pong deadline applies even if the ping could not be queued.
+                    send_control(ctx, handle, PING_PROTOCOL, ping);
                     ping_sent = Some(now);
                     keepalive.as_mut().reset(now + cfg.ping_timeout);
                 } else {
@@ -400,17 +438,22 @@ async fn read_loop(
                 }
                 continue;
             }
-            frame = reader.next() => frame,
+            frame = deadline.next(&mut reader) => frame,
         };
         let frame = match frame {
             None if handle.retire.is_cancelled() => return CloseReason::Duplicate,
             None => return CloseReason::RemoteClosed,
-            Some(Err(e)) => return e.into(),
+            Some(Err(reason)) => return reason,
             Some(Ok(frame)) => frame,
         };
         let now = Instant::now();
         last_rx = now;
-        if !bucket.try_take(now) {
+        if !frames.try_take(1.0, now) {
+            ctx.limits.hit(Limit::FrameRate);
+            return CloseReason::RateLimited;
+        }
+        if !bytes.try_take(frame.len() as f64, now) {
+            ctx.limits.hit(Limit::ByteRate);
             return CloseReason::RateLimited;
         }
         let plaintext = match opener.open(&frame) {
@@ -430,7 +473,7 @@ async fn read_loop(
                     .map(|p| p.nonce)
                     .unwrap_or(0);
                 let pong = wire::encode(&pb::Pong { nonce });
-                let _ = handle.writer.send_now(&control(PONG_PROTOCOL, pong));
+                send_control(ctx, handle, PONG_PROTOCOL, pong);
             }
             PONG_PROTOCOL => {}
             _ => {
@@ -444,24 +487,5 @@ async fn read_loop(
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn token_bucket_allows_burst_then_rate() {
-        let start = Instant::now();
-        let mut b = TokenBucket::new(10, 5, start);
-        assert!((0..5).all(|_| b.try_take(start)));
-        assert!(!b.try_take(start));
-        assert!(b.try_take(start + Duration::from_millis(100)));
-        assert!(!b.try_take(start + Duration::from_millis(100)));
-        // Never more than the burst, however long idle.
-        let later = start + Duration::from_secs(100);
-        assert!((0..5).all(|_| b.try_take(later)));
-        assert!(!b.try_take(later));
     }
 }

@@ -1,5 +1,5 @@
-//! The TCP transport: a listener with inbound and pending-handshake limits, a [`ConnectionPool`] of
-//! authenticated connections, and the [`Transport`] implementation the Swarm uses.
+//! The TCP transport: a listener with connection, per-IP and pending-handshake limits, a
+//! [`ConnectionPool`] of authenticated connections, and the [`Transport`] implementation the Swarm uses.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -15,11 +15,14 @@ use crate::crypto::handshake::HandshakeConfig;
 use crate::identity::Keypair;
 use crate::peer::NodeInfo;
 use crate::transport::{
-    CloseReason, Direction, InboundHandler, PeerEvent, Transport, TransportError,
+    CloseReason, Direction, InboundHandler, Limit, Transport, TransportError, TransportStats,
 };
 use crate::wire::{self, pb};
 
+mod bucket;
 pub mod connection;
+mod deadline;
+mod limits;
 pub mod pool;
 mod writer;
 
@@ -42,6 +45,8 @@ pub(crate) struct TcpContext {
     pub(crate) tasks: TaskTracker,
     /// Number of connections whose tasks are running (including retiring duplicates).
     pub(crate) live: watch::Sender<usize>,
+    /// Connection admission and limit counters.
+    pub(crate) limits: Arc<limits::Limits>,
 }
 
 /// The TCP [`Transport`].
@@ -71,6 +76,7 @@ impl TcpTransport {
         };
         let ctx = Arc::new(TcpContext {
             keypair,
+            limits: limits::Limits::new(config.clone()),
             config,
             handshake,
             handler,
@@ -100,16 +106,21 @@ impl TcpTransport {
 }
 
 async fn accept_loop(ctx: Arc<TcpContext>, pool: Arc<ConnectionPool>, listener: TcpListener) {
-    let inbound = Arc::new(Semaphore::new(ctx.config.max_inbound));
     let pending = Arc::new(Semaphore::new(ctx.config.max_pending_handshakes));
     loop {
         // At the pending-handshake limit we stop accepting: new connections wait in the OS backlog.
-        let pending_permit = tokio::select! {
-            _ = ctx.cancel.cancelled() => return,
-            p = Arc::clone(&pending).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
+        let pending_permit = match Arc::clone(&pending).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                ctx.limits.hit(Limit::MaxPendingHandshakes);
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => return,
+                    p = Arc::clone(&pending).acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                }
+            }
         };
         let (stream, remote) = tokio::select! {
             _ = ctx.cancel.cancelled() => return,
@@ -123,48 +134,49 @@ async fn accept_loop(ctx: Arc<TcpContext>, pool: Arc<ConnectionPool>, listener: 
                 }
             },
         };
-        let refuse = |reason: &'static str| {
-            tracing::debug!(%remote, reason, "refusing inbound connection");
-            if let Some(h) = ctx.handler.upgrade() {
-                h.peer_event(PeerEvent::HandshakeFailed {
-                    addr: remote,
-                    reason: CloseReason::Refused(reason),
-                });
+        let permit = match admit(&ctx, remote) {
+            Ok(permit) => permit,
+            Err(reason) => {
+                tracing::debug!(%remote, %reason, "refusing inbound connection");
+                // Dropping the stream closes it: no handshake work for a refused connection.
+                connection::handshake_failed(&ctx, remote, reason);
+                continue;
             }
         };
-        let Ok(inbound_permit) = Arc::clone(&inbound).try_acquire_owned() else {
-            refuse("too many inbound connections");
-            continue;
-        };
+        let pending = ctx.limits.pending(pending_permit);
         let ctx2 = Arc::clone(&ctx);
         let pool = Arc::clone(&pool);
         ctx.tasks.spawn(async move {
             let accepted = tokio::select! {
-                r = connection::accept(&ctx2, stream) => r,
+                r = connection::accept(&ctx2, stream, permit) => r,
                 _ = ctx2.cancel.cancelled() => return,
             };
-            drop(pending_permit);
+            drop(pending);
             match accepted {
-                Ok((framed, established)) => {
-                    let peer =
-                        connection::peer_info(&established, Direction::Inbound, None, remote);
-                    let handle = pool.establish(framed, established, peer, Direction::Inbound);
-                    // The inbound slot stays taken until this connection closes.
-                    handle.closed().await;
-                    drop(inbound_permit);
+                Ok(authenticated) => {
+                    let peer = connection::peer_info(
+                        &authenticated.established,
+                        Direction::Inbound,
+                        None,
+                        remote,
+                    );
+                    pool.establish(authenticated, peer, Direction::Inbound);
                 }
                 Err(reason) => {
                     tracing::debug!(%remote, %reason, "inbound handshake failed");
-                    if let Some(h) = ctx2.handler.upgrade() {
-                        h.peer_event(PeerEvent::HandshakeFailed {
-                            addr: remote,
-                            reason,
-                        });
-                    }
+                    connection::handshake_failed(&ctx2, remote, reason);
                 }
             }
         });
     }
+}
+
+/// Decides at accept, before any handshake work, whether a connection from `remote` may proceed: the
+/// connection and per-IP limits and the per-IP accept throttle ([`limits::Limits::admit_inbound`]).
+fn admit(ctx: &TcpContext, remote: SocketAddr) -> Result<limits::ConnPermit, CloseReason> {
+    ctx.limits
+        .admit_inbound(remote.ip(), tokio::time::Instant::now())
+        .map_err(CloseReason::Refused)
 }
 
 impl Transport for TcpTransport {
@@ -215,5 +227,9 @@ impl Transport for TcpTransport {
             self.ctx.tasks.close();
             self.ctx.tasks.wait().await;
         })
+    }
+
+    fn stats(&self) -> TransportStats {
+        self.ctx.limits.stats()
     }
 }

@@ -137,10 +137,19 @@ impl ConnectionPool {
         let (tx, rx) = watch::channel(None);
         let pool = Arc::clone(self);
         self.ctx.tasks.spawn(async move {
+            let permit = match pool.ctx.limits.admit_outbound() {
+                Ok(permit) => permit,
+                Err(limit) => {
+                    tracing::debug!(peer = %node.id.short(), %limit, "dial refused");
+                    pool.clear_dial(&node.id, dial_id);
+                    let _ = tx.send(Some(Err(TransportError::LimitReached(limit))));
+                    return;
+                }
+            };
             let dial = async {
                 tokio::time::timeout(
                     pool.ctx.config.dial_timeout,
-                    connection::dial(&pool.ctx, &node),
+                    connection::dial(&pool.ctx, &node, permit),
                 )
                 .await
                 .unwrap_or(Err(CloseReason::HandshakeTimeout))
@@ -150,23 +159,18 @@ impl ConnectionPool {
                 _ = pool.ctx.cancel.cancelled() => Err(CloseReason::Shutdown),
             };
             let result = match outcome {
-                Ok((framed, established)) => {
+                Ok(authenticated) => {
                     let peer = connection::peer_info(
-                        &established,
+                        &authenticated.established,
                         Direction::Outbound,
                         Some(node.addr),
                         node.addr,
                     );
-                    Ok(pool.establish(framed, established, peer, Direction::Outbound))
+                    Ok(pool.establish(authenticated, peer, Direction::Outbound))
                 }
                 Err(reason) => {
                     pool.clear_dial(&node.id, dial_id);
-                    if let Some(handler) = pool.ctx.handler.upgrade() {
-                        handler.peer_event(PeerEvent::HandshakeFailed {
-                            addr: node.addr,
-                            reason: reason.clone(),
-                        });
-                    }
+                    connection::handshake_failed(&pool.ctx, node.addr, reason.clone());
                     // An inbound connection from the same peer may have arrived meanwhile.
                     match pool.get(&node.id) {
                         Some(h) => Ok(h),
@@ -189,8 +193,7 @@ impl ConnectionPool {
     /// Starts the connection tasks for an authenticated stream and registers it; returns the winner.
     pub(crate) fn establish(
         self: &Arc<Self>,
-        framed: tokio_util::codec::Framed<tokio::net::TcpStream, crate::wire::FrameCodec>,
-        established: crate::crypto::handshake::Established,
+        authenticated: connection::Authenticated,
         peer: NodeInfo,
         direction: Direction,
     ) -> ConnectionHandle {
@@ -201,15 +204,7 @@ impl ConnectionPool {
                 pool.remove_if_current(h);
             }
         };
-        let handle = connection::spawn(
-            &self.ctx,
-            framed,
-            established,
-            peer,
-            direction,
-            gate,
-            on_close,
-        );
+        let handle = connection::spawn(&self.ctx, authenticated, peer, direction, gate, on_close);
         let winner = self.register(handle);
         let _ = ready.send(());
         winner

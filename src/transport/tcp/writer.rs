@@ -5,14 +5,17 @@
 //! buffer was empty it writes at once from its own task (`try_write`, no await, no hop to another task);
 //! whatever the socket does not take stays buffered and the connection's flush task writes it when the
 //! socket is writable again. Under load frames pile up in the buffer and go out together, many per
-//! syscall. When the buffer holds `max_buffer` bytes, senders wait (backpressure).
+//! syscall. When the buffer holds `max_buffer` bytes, senders wait (backpressure). A write that makes no
+//! progress for `write_timeout` fails with [`CloseReason::WriteTimeout`] (the peer stopped reading).
 
 use std::io;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::crypto::session::Sealer;
 use crate::transport::CloseReason;
@@ -41,6 +44,8 @@ pub(crate) struct FrameWriter {
     max_buffer: usize,
     /// Largest sealed frame allowed.
     max_frame_len: usize,
+    /// Longest a write may make no progress.
+    write_timeout: Duration,
 }
 
 /// Outcome of one attempt to queue a frame.
@@ -66,6 +71,7 @@ impl FrameWriter {
         sealer: Sealer,
         max_buffer: usize,
         max_frame_len: usize,
+        write_timeout: Duration,
     ) -> Self {
         Self {
             state: Mutex::new(State {
@@ -78,6 +84,7 @@ impl FrameWriter {
             drained: Notify::new(),
             max_buffer,
             max_frame_len,
+            write_timeout,
         }
     }
 
@@ -102,10 +109,10 @@ impl FrameWriter {
         }
     }
 
-    /// Queues `plaintext` if there is room now, else drops it (keepalive control frames: a full buffer
-    /// means traffic is flowing anyway).
-    pub(crate) fn send_now(&self, plaintext: &[u8]) -> Result<(), CloseReason> {
-        self.try_queue(plaintext).map(|_| ())
+    /// Queues `plaintext` if there is room now (true), else drops it (false; keepalive control frames).
+    pub(crate) fn send_now(&self, plaintext: &[u8]) -> Result<bool, CloseReason> {
+        self.try_queue(plaintext)
+            .map(|queued| matches!(queued, Queued::Done))
     }
 
     fn try_queue(&self, plaintext: &[u8]) -> Result<Queued, CloseReason> {
@@ -162,21 +169,27 @@ impl FrameWriter {
         }
     }
 
-    /// Writes until the buffer is empty, waiting for writability as needed.
+    /// Writes until the buffer is empty, waiting for writability as needed; fails with
+    /// [`CloseReason::WriteTimeout`] once no byte was written for `write_timeout`.
     pub(crate) async fn flush_pending(&self) -> Result<(), CloseReason> {
+        let mut progress_at = Instant::now();
         loop {
-            let empty = {
+            let (empty, progressed) = {
                 let mut state = self.lock();
+                let before = state.out.len();
                 self.write_some(&mut state)?;
-                state.out.is_empty()
+                (state.out.is_empty(), state.out.len() < before)
             };
             self.drained.notify_waiters();
             if empty {
                 return Ok(());
             }
-            self.half
-                .writable()
+            if progressed {
+                progress_at = Instant::now();
+            }
+            tokio::time::timeout_at(progress_at + self.write_timeout, self.half.writable())
                 .await
+                .map_err(|_| CloseReason::WriteTimeout)?
                 .map_err(|e| CloseReason::Write(e.to_string()))?;
         }
     }
