@@ -40,6 +40,16 @@ pub enum Error {
     /// The transport failed to deliver.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The payload exceeds the protocol's maximum (`swarm.max_payload` or its own).
+    #[error("payload of {len} bytes exceeds the maximum of {max} bytes for protocol {protocol:?}")]
+    PayloadTooLarge {
+        /// The protocol.
+        protocol: String,
+        /// The payload's size.
+        len: usize,
+        /// The protocol's maximum.
+        max: usize,
+    },
     /// No response arrived in time.
     #[error("request timed out")]
     Timeout,

@@ -27,6 +27,10 @@
 //! | `kadmesh_gossip_{broadcasts,received,delivered,duplicates,sent,relayed}_total` | counter | |
 //! | `kadmesh_gossip_{unknown_protocol,penalties}_total` | counter | |
 //! | `kadmesh_gossip_dropped_total` | counter | `reason` (`relay_queue_full`, `malformed`, `signature`, `expired`, `future`, `validator`) |
+//! | `kadmesh_limit_hits_total` | counter | `limit` (each [`Limit::label`], and `max_payload` in and out) |
+//! | `kadmesh_dropped_total` | counter | `reason` (each [`DropReason::label`], `keepalive_unsent`, `gossip_relay_queue_full`); counted where dropped, exact |
+//! | `kadmesh_pending_handshakes`, `kadmesh_pending_handshakes_peak` | gauge | |
+//! | `kadmesh_connection_slots` | gauge | `direction` (slots taken: dialling, handshaking, open, draining) |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -39,8 +43,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::swarm::counters::HistogramSnapshot;
-use crate::swarm::{Swarm, SwarmEvent};
-use crate::transport::CloseReason;
+use crate::swarm::{DropReason, Swarm, SwarmEvent};
+use crate::transport::{CloseReason, Limit};
 
 /// The `Content-Type` of [`NodeMetrics::render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -412,8 +416,73 @@ impl NodeMetrics {
             "Time of completed lookups, seconds.",
             &stats.lookup_histograms.seconds.snapshot(),
         ));
+        out.extend(limit_families(swarm));
         out
     }
+}
+
+/// The limit and drop families: how often each limit bit, everything dropped on purpose, the pending
+/// handshakes and the connection slots taken.
+fn limit_families(swarm: &Swarm) -> Vec<MetricFamily> {
+    let transport = swarm.transport_stats();
+    let stats = swarm.stats();
+    let mut hits: Vec<proto::Metric> = transport
+        .limit_hits
+        .iter()
+        .map(|(limit, n)| counter(&[("limit", Limit::label(*limit))], *n))
+        .collect();
+    let payload = stats.drops.get(DropReason::PayloadTooLarge)
+        + stats.payload_refused.load(Ordering::Relaxed);
+    hits.push(counter(&[("limit", "max_payload")], payload));
+    let mut dropped: Vec<proto::Metric> = stats
+        .drops
+        .snapshot()
+        .iter()
+        .map(|(reason, n)| counter(&[("reason", reason)], *n))
+        .collect();
+    dropped.push(counter(
+        &[("reason", "keepalive_unsent")],
+        transport.keepalive_dropped,
+    ));
+    dropped.push(counter(
+        &[("reason", "gossip_relay_queue_full")],
+        stats.gossip.relay_dropped.load(Ordering::Relaxed),
+    ));
+    vec![
+        family(
+            "kadmesh_limit_hits_total",
+            "Times a configured limit refused or closed something, by limit.",
+            MetricType::COUNTER,
+            hits,
+        ),
+        family(
+            "kadmesh_dropped_total",
+            "Messages and frames dropped on purpose, by reason (counted where dropped).",
+            MetricType::COUNTER,
+            dropped,
+        ),
+        single(
+            "kadmesh_pending_handshakes",
+            "Inbound handshakes in progress.",
+            MetricType::GAUGE,
+            transport.pending_handshakes as f64,
+        ),
+        single(
+            "kadmesh_pending_handshakes_peak",
+            "The most inbound handshakes ever in progress at once.",
+            MetricType::GAUGE,
+            transport.peak_pending_handshakes as f64,
+        ),
+        family(
+            "kadmesh_connection_slots",
+            "Connection slots taken (dialling, handshaking, open or draining), by direction.",
+            MetricType::GAUGE,
+            vec![
+                gauge(&[("direction", "inbound")], transport.inbound as f64),
+                gauge(&[("direction", "outbound")], transport.outbound as f64),
+            ],
+        ),
+    ]
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<proto::LabelPair> {

@@ -63,7 +63,9 @@ impl From<Error> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             Error::NodeNotFound(_) => StatusCode::NOT_FOUND,
-            Error::Transport(TransportError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Transport(TransportError::TooLarge { .. }) | Error::PayloadTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Error::Transport(TransportError::Shutdown) | Error::Shutdown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -129,6 +129,34 @@ impl TrafficStats {
     }
 }
 
+/// Dropped messages per [`DropReason`](super::DropReason).
+#[derive(Default, Debug)]
+pub struct DropCounters([AtomicU64; super::DropReason::COUNT]);
+
+impl DropCounters {
+    /// Counts one drop.
+    pub fn record(&self, reason: super::DropReason) {
+        if let Some(c) = self.0.get(reason.index()) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops counted for `reason`'s label.
+    pub fn get(&self, reason: super::DropReason) -> u64 {
+        self.0
+            .get(reason.index())
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// `(label, drops)` for every label.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        super::DropReason::EACH
+            .iter()
+            .map(|r| (r.label(), self.get(*r)))
+            .collect()
+    }
+}
+
 /// A histogram with fixed upper bounds; the last bucket is `+Inf`.
 #[derive(Debug)]
 pub struct Histogram {

@@ -19,7 +19,7 @@ impl SwarmInner {
             .traffic
             .record_in(&meta.protocol, envelope.payload.len());
         let drop_it = |reason: DropReason| {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats.record_drop(reason);
             tracing::debug!(peer = %from.id.short(), protocol = %meta.protocol, ?reason, "message dropped");
             self.emit(SwarmEvent::MessageDropped {
                 from: from.id,
@@ -37,6 +37,9 @@ impl SwarmInner {
             // The session authenticated the sender: it is alive and reachable.
             self.saw_node(&from);
             return self.on_gossip(from, meta, envelope.payload).await;
+        }
+        if envelope.payload.len() > self.payload_limit(&meta.protocol) {
+            return drop_it(DropReason::PayloadTooLarge);
         }
         let req_id = Uuid::from_slice(&meta.req_id).ok();
         let message = Message {

@@ -167,6 +167,7 @@ impl Swarm {
         let message = SignedGossip::sign(&inner.keypair, protocol, payload.into(), now, nonce)
             .map_err(|_| Error::InvalidProtocolName(protocol.to_owned()))?;
         inner.check_fits(&message)?;
+        inner.check_payload(protocol, message.payload().len())?;
         let id = message.id();
         let cover = {
             let mut seen = inner.gossip.seen();
@@ -320,6 +321,10 @@ impl SwarmInner {
             stats.unknown_protocol.fetch_add(1, Ordering::Relaxed);
             return self.drop_gossip(&from, message.protocol(), DropReason::UnknownProtocol);
         };
+        if message.payload().len() > self.payload_limit(message.protocol()) {
+            self.gossip.seen().close(&id);
+            return self.drop_gossip(&from, message.protocol(), DropReason::PayloadTooLarge);
+        }
         let delivered = Message {
             sender: from,
             protocol: message.protocol().to_owned(),
@@ -368,7 +373,7 @@ impl SwarmInner {
     }
 
     fn drop_gossip(&self, from: &NodeInfo, protocol: &str, reason: DropReason) {
-        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        self.stats.record_drop(reason);
         tracing::debug!(peer = %from.id.short(), protocol, ?reason, "gossip dropped");
         self.emit(SwarmEvent::MessageDropped {
             from: from.id,

@@ -24,7 +24,7 @@ use crate::identity::{DhtId, Keypair, NodeId};
 use crate::peer::NodeInfo;
 use crate::transport::tcp::TcpTransport;
 use crate::transport::tcp::connection::unix_ms;
-use crate::transport::{CloseReason, InboundHandler, PeerEvent, Transport};
+use crate::transport::{CloseReason, InboundHandler, PeerEvent, Transport, TransportStats};
 use crate::wire::pb;
 
 pub mod counters;
@@ -41,7 +41,7 @@ pub use dht::{
 pub use gossip::{BroadcastReport, GossipStats};
 pub use message::Message;
 use protocols::ProtocolRegistry;
-pub use protocols::Validator;
+pub use protocols::{ProtocolOptions, Validator};
 use requests::RequestTable;
 
 /// Why an inbound message was dropped without delivery.
@@ -61,6 +61,53 @@ pub enum DropReason {
     Rejected,
     /// A gossip message failed a check (decoding, timestamp window, signature).
     InvalidGossip(crate::gossip::GossipError),
+    /// The payload exceeds the protocol's maximum (`swarm.max_payload` or its [`ProtocolOptions`]).
+    PayloadTooLarge,
+}
+
+impl DropReason {
+    /// Number of distinct labels.
+    pub const COUNT: usize = 8;
+
+    /// One reason per label, in index order.
+    pub const EACH: [DropReason; Self::COUNT] = [
+        DropReason::UnknownProtocol,
+        DropReason::IncompatibleVersion,
+        DropReason::ClockSkew,
+        DropReason::UnmatchedResponse,
+        DropReason::ProtocolClosed,
+        DropReason::Rejected,
+        DropReason::InvalidGossip(crate::gossip::GossipError::Malformed),
+        DropReason::PayloadTooLarge,
+    ];
+
+    /// The metric label (the variant name in snake case; every gossip failure is `invalid_gossip`).
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::UnknownProtocol => "unknown_protocol",
+            DropReason::IncompatibleVersion => "incompatible_version",
+            DropReason::ClockSkew => "clock_skew",
+            DropReason::UnmatchedResponse => "unmatched_response",
+            DropReason::ProtocolClosed => "protocol_closed",
+            DropReason::Rejected => "rejected",
+            DropReason::InvalidGossip(_) => "invalid_gossip",
+            DropReason::PayloadTooLarge => "payload_too_large",
+        }
+    }
+
+    /// A distinct index below [`DropReason::COUNT`] per label.
+    fn index(self) -> usize {
+        match self {
+            DropReason::UnknownProtocol => 0,
+            DropReason::IncompatibleVersion => 1,
+            DropReason::ClockSkew => 2,
+            DropReason::UnmatchedResponse => 3,
+            DropReason::ProtocolClosed => 4,
+            DropReason::Rejected => 5,
+            DropReason::InvalidGossip(_) => 6,
+            DropReason::PayloadTooLarge => 7,
+        }
+    }
 }
 
 /// Something that happened in the swarm; read with [`Swarm::events`].
@@ -106,6 +153,10 @@ pub struct SwarmStats {
     pub responses_matched: AtomicU64,
     /// Messages dropped, for any [`DropReason`].
     pub dropped: AtomicU64,
+    /// Messages dropped, by [`DropReason`] (counted where they are dropped, never lost to event lag).
+    pub drops: counters::DropCounters,
+    /// Outbound messages refused because their payload exceeded the protocol's maximum.
+    pub payload_refused: AtomicU64,
     /// FindNode requests or responses rejected as malformed or oversized.
     pub findnode_bad: AtomicU64,
     /// Lookups completed.
@@ -116,6 +167,14 @@ pub struct SwarmStats {
     pub traffic: counters::TrafficStats,
     /// Hops and time of completed lookups.
     pub lookup_histograms: counters::LookupHistograms,
+}
+
+impl SwarmStats {
+    /// Counts one dropped inbound message.
+    pub(crate) fn record_drop(&self, reason: DropReason) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.drops.record(reason);
+    }
 }
 
 /// Where [`Swarm::send_message`] delivered a message.
@@ -276,6 +335,15 @@ impl Swarm {
         self.inner.events.subscribe()
     }
 
+    /// Connection counts and limit counters of the transport (pending handshakes and their peak, slots
+    /// taken, how often each limit bit); zeros on the simulator.
+    pub fn transport_stats(&self) -> TransportStats {
+        self.inner
+            .transport()
+            .map(|t| t.stats())
+            .unwrap_or_default()
+    }
+
     /// Peers with an open connection.
     pub fn connected_peers(&self) -> Vec<NodeInfo> {
         self.inner
@@ -303,10 +371,34 @@ impl Swarm {
     /// Names are 1 to 128 bytes; names starting with `/kadmesh/` are reserved; a name can be registered
     /// again only after the previous receiver was dropped.
     pub fn register_protocol(&self, name: &str) -> Result<mpsc::Receiver<Message>, Error> {
+        self.register_protocol_with(name, ProtocolOptions::default())
+    }
+
+    /// Registers an application protocol like [`Swarm::register_protocol`], with its own maximum payload
+    /// and channel capacity (each `None` takes `swarm.max_payload` / `swarm.protocol_queue`). A zero
+    /// value is an [`Error::Config`] naming `protocol.max_payload` or `protocol.queue`.
+    pub fn register_protocol_with(
+        &self,
+        name: &str,
+        options: ProtocolOptions,
+    ) -> Result<mpsc::Receiver<Message>, Error> {
+        let swarm = &self.inner.config.swarm;
+        let queue = options.queue.unwrap_or(swarm.protocol_queue);
+        if queue == 0 || options.max_payload == Some(0) {
+            return Err(crate::config::ConfigError {
+                key: if queue == 0 {
+                    "protocol.queue"
+                } else {
+                    "protocol.max_payload"
+                },
+                reason: "must be greater than 0".into(),
+            }
+            .into());
+        }
         let rx = self
             .inner
             .protocols
-            .register(name, self.inner.config.swarm.protocol_queue)?;
+            .register_limited(name, queue, options.max_payload)?;
         self.inner.stats.traffic.track(name);
         Ok(rx)
     }
@@ -522,6 +614,7 @@ impl SwarmInner {
             payload: payload.to_vec(),
         };
         let payload_len = payload.len();
+        self.check_payload(protocol, payload_len)?;
         let transport = self.transport()?;
         self.guard(transport.send(to, envelope)).await??;
         self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
@@ -548,6 +641,27 @@ impl SwarmInner {
             Err(_) if self.cancel.is_cancelled() => Err(Error::Shutdown),
             Err(_) => Err(Error::Timeout),
         }
+    }
+
+    /// The largest payload `protocol` accepts and sends.
+    pub(crate) fn payload_limit(&self, protocol: &str) -> usize {
+        self.protocols
+            .max_payload(protocol)
+            .unwrap_or(self.config.swarm.max_payload)
+    }
+
+    /// Refuses (and counts) an outbound payload over `protocol`'s maximum.
+    pub(crate) fn check_payload(&self, protocol: &str, len: usize) -> Result<(), Error> {
+        let max = self.payload_limit(protocol);
+        if len > max {
+            self.stats.payload_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::PayloadTooLarge {
+                protocol: protocol.to_owned(),
+                len,
+                max,
+            });
+        }
+        Ok(())
     }
 
     fn is_compatible(&self, client_version: &str) -> bool {

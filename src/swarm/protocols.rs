@@ -20,12 +20,26 @@ pub const MAX_PROTOCOL_NAME: usize = 128;
 /// it must be quick and must not block.
 pub type Validator = Arc<dyn Fn(&Message) -> bool + Send + Sync>;
 
+/// Per-protocol settings for [`Swarm::register_protocol_with`](super::Swarm::register_protocol_with);
+/// `None` takes the swarm's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProtocolOptions {
+    /// Largest payload received or sent on this protocol (default `swarm.max_payload`): larger inbound
+    /// messages are dropped ([`DropReason::PayloadTooLarge`](super::DropReason::PayloadTooLarge)), larger
+    /// outbound ones refused ([`Error::PayloadTooLarge`]).
+    pub max_payload: Option<usize>,
+    /// Capacity of the protocol's message channel (default `swarm.protocol_queue`).
+    pub queue: Option<usize>,
+}
+
 /// One registered protocol.
 struct Registered {
     /// The sending side of the protocol's channel.
     tx: mpsc::Sender<Message>,
     /// Its validator, if it registered one.
     validator: Option<Validator>,
+    /// Its own payload maximum, if it set one.
+    max_payload: Option<usize>,
 }
 
 /// Registered protocols.
@@ -59,6 +73,26 @@ impl ProtocolRegistry {
         capacity: usize,
         validator: Option<Validator>,
     ) -> Result<mpsc::Receiver<Message>, Error> {
+        self.insert(name, capacity, validator, None)
+    }
+
+    /// Like [`ProtocolRegistry::register`], with the protocol's own payload maximum.
+    pub fn register_limited(
+        &self,
+        name: &str,
+        capacity: usize,
+        max_payload: Option<usize>,
+    ) -> Result<mpsc::Receiver<Message>, Error> {
+        self.insert(name, capacity, None, max_payload)
+    }
+
+    fn insert(
+        &self,
+        name: &str,
+        capacity: usize,
+        validator: Option<Validator>,
+        max_payload: Option<usize>,
+    ) -> Result<mpsc::Receiver<Message>, Error> {
         check_name(name)?;
         match self.channels.entry(name.to_owned()) {
             // A protocol whose receiver was dropped may be registered again.
@@ -67,7 +101,11 @@ impl ProtocolRegistry {
             }
             e => {
                 let (tx, rx) = mpsc::channel(capacity);
-                e.insert_entry(Registered { tx, validator });
+                e.insert_entry(Registered {
+                    tx,
+                    validator,
+                    max_payload,
+                });
                 Ok(rx)
             }
         }
@@ -83,6 +121,11 @@ impl ProtocolRegistry {
         self.channels
             .get(name)
             .map(|r| (r.tx.clone(), r.validator.clone()))
+    }
+
+    /// The payload maximum `name` registered with, if it set one.
+    pub fn max_payload(&self, name: &str) -> Option<usize> {
+        self.channels.get(name).and_then(|r| r.max_payload)
     }
 
     /// Drops every channel, so receivers see the end of their stream.
@@ -122,5 +165,9 @@ mod tests {
         );
         assert!(r.sender("chat").is_some());
         assert!(r.sender("nope").is_none());
+        assert_eq!(r.max_payload("chat"), None);
+        let _big = r.register_limited("blobs", 4, Some(10)).unwrap();
+        assert_eq!(r.max_payload("blobs"), Some(10));
+        assert_eq!(r.max_payload("nope"), None);
     }
 }
