@@ -60,6 +60,26 @@ async fn disconnect(events: &mut Events, peer: NodeId) -> CloseReason {
     .await
 }
 
+/// Waits until the node reports an authenticated connection from `peer`; returns the peer's info.
+async fn connected(events: &mut Events, peer: NodeId) -> kadmesh::NodeInfo {
+    wait_event(events, |ev| match ev {
+        SwarmEvent::PeerConnected(p) if p.id == peer => Some(*p),
+        _ => None,
+    })
+    .await
+}
+
+/// The attacker's behaviour: writes `bytes` one a second (a tokio interval), until the socket fails.
+async fn drip(stream: &mut TcpStream, bytes: &[u8]) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    for b in bytes {
+        tick.tick().await;
+        if stream.write_all(&[*b]).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A raw TCP connection to `node` from the loopback address `from`.
 async fn connect_from(from: [u8; 4], node: &Swarm) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
@@ -209,28 +229,25 @@ async fn half_open_flood_never_exceeds_the_pending_limit() {
     node.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dripping_during_the_handshake_is_dropped_at_the_read_deadline() {
+/// An echo node with a 2 s read deadline, and its events.
+async fn read_deadline_node() -> (Swarm, Events) {
     let mut config = local_config();
     config.net.read_timeout = Duration::from_secs(2);
     let node = echo_node(config).await;
-    let mut events = node.events();
+    let events = node.events();
+    (node, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dripping_during_the_handshake_is_dropped_at_the_read_deadline() {
+    let (node, mut events) = read_deadline_node().await;
     let mut client = TcpStream::connect(node.local_node().addr).await.unwrap();
     let addr = client.local_addr().unwrap();
+    // One byte of a valid hello a second.
     let hello = hello_frame(&node);
-    let drip = async {
-        // The attacker's behaviour: one byte of a valid hello a second.
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        for b in &hello {
-            tick.tick().await;
-            if client.write_all(&[*b]).await.is_err() {
-                break;
-            }
-        }
-    };
     let reason = tokio::select! {
         r = handshake_failure(&mut events, addr) => r,
-        _ = drip => panic!("the whole hello was dripped without a close"),
+        _ = drip(&mut client, &hello) => panic!("the whole hello was dripped without a close"),
     };
     assert_eq!(reason, CloseReason::ReadTimeout);
     assert_eq!(node.transport_stats().hits(Limit::ReadTimeout), 1);
@@ -239,37 +256,21 @@ async fn dripping_during_the_handshake_is_dropped_at_the_read_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dripping_after_the_handshake_is_dropped_at_the_read_deadline() {
-    let mut config = local_config();
-    config.net.read_timeout = Duration::from_secs(2);
-    let node = echo_node(config).await;
-    let mut events = node.events();
+    let (node, mut events) = read_deadline_node().await;
     let mut raw = RawPeer::connect(&node).await;
     let me = raw.keypair.node_id();
-    wait_event(&mut events, |ev| match ev {
-        SwarmEvent::PeerConnected(p) if p.id == me => Some(()),
-        _ => None,
-    })
-    .await;
+    connected(&mut events, me).await;
     // A real request, sealed, dripped one byte a second.
     let envelope = RawPeer::envelope(&node, "echo", b"slowly");
     let sealed = raw.sealer.seal(&kadmesh::wire::encode(&envelope)).unwrap();
     let mut frame = (sealed.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&sealed);
-    let stream = raw.framed.get_mut();
-    let drip = async {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        for b in &frame {
-            tick.tick().await;
-            if stream.write_all(&[*b]).await.is_err() {
-                break;
-            }
-        }
-    };
     let reason = tokio::select! {
         r = disconnect(&mut events, me) => r,
-        _ = drip => panic!("the whole frame was dripped without a close"),
+        _ = drip(raw.framed.get_mut(), &frame) => panic!("the whole frame was dripped without a close"),
     };
     assert_eq!(reason, CloseReason::ReadTimeout);
+    assert_eq!(node.transport_stats().hits(Limit::ReadTimeout), 1);
     node.shutdown().await;
 }
 
@@ -307,12 +308,7 @@ async fn per_ip_limit_refuses_extra_connections_at_accept() {
     let reason = handshake_failure(&mut events, first_addr).await;
     assert!(!matches!(reason, CloseReason::Refused(_)), "{reason:?}");
     let peer = RawPeer::connect(&node).await;
-    let me = peer.keypair.node_id();
-    wait_event(&mut events, |ev| match ev {
-        SwarmEvent::PeerConnected(p) if p.id == me => Some(()),
-        _ => None,
-    })
-    .await;
+    connected(&mut events, peer.keypair.node_id()).await;
     let stats = node.transport_stats();
     assert_eq!(stats.hits(Limit::MaxInboundPerIp), 2);
     assert_eq!(stats.hits(Limit::IpAcceptThrottle), 0);
@@ -514,11 +510,7 @@ async fn a_peer_that_stops_reading_is_closed_by_the_write_timeout() {
     // Completes the handshake, then never reads again.
     let raw = RawPeer::connect(&node).await;
     let me = raw.keypair.node_id();
-    let raw_info = wait_event(&mut events, |ev| match ev {
-        SwarmEvent::PeerConnected(p) if p.id == me => Some(*p),
-        _ => None,
-    })
-    .await;
+    let raw_info = connected(&mut events, me).await;
     let chunk = Bytes::from(vec![9u8; 64 * 1024]);
     let mut sent = 0usize;
     // Far more than the socket buffers hold: senders wait, then the stalled write closes the connection.

@@ -398,7 +398,7 @@ impl Swarm {
         let rx = self
             .inner
             .protocols
-            .register_limited(name, queue, options.max_payload)?;
+            .register_full(name, queue, None, options.max_payload)?;
         self.inner.stats.traffic.track(name);
         Ok(rx)
     }

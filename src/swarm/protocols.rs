@@ -73,20 +73,12 @@ impl ProtocolRegistry {
         capacity: usize,
         validator: Option<Validator>,
     ) -> Result<mpsc::Receiver<Message>, Error> {
-        self.insert(name, capacity, validator, None)
+        self.register_full(name, capacity, validator, None)
     }
 
-    /// Like [`ProtocolRegistry::register`], with the protocol's own payload maximum.
-    pub fn register_limited(
-        &self,
-        name: &str,
-        capacity: usize,
-        max_payload: Option<usize>,
-    ) -> Result<mpsc::Receiver<Message>, Error> {
-        self.insert(name, capacity, None, max_payload)
-    }
-
-    fn insert(
+    /// Like [`ProtocolRegistry::register_with`], with the protocol's own payload maximum (`None`: the
+    /// swarm's default).
+    pub fn register_full(
         &self,
         name: &str,
         capacity: usize,
@@ -166,7 +158,7 @@ mod tests {
         assert!(r.sender("chat").is_some());
         assert!(r.sender("nope").is_none());
         assert_eq!(r.max_payload("chat"), None);
-        let _big = r.register_limited("blobs", 4, Some(10)).unwrap();
+        let _big = r.register_full("blobs", 4, None, Some(10)).unwrap();
         assert_eq!(r.max_payload("blobs"), Some(10));
         assert_eq!(r.max_payload("nope"), None);
     }

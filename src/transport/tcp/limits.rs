@@ -141,26 +141,13 @@ impl Limits {
         } else {
             None
         };
-        if let Some(limit) = refused {
-            drop(counts);
-            self.hit(limit);
-            return Err(limit);
-        }
-        counts.inbound += 1;
-        if let Some(k) = key {
-            *counts.per_ip.entry(k).or_default() += 1;
-        }
-        Ok(ConnPermit {
-            limits: Arc::clone(self),
-            direction: Direction::Inbound,
-            ip: key,
-        })
+        self.grant(counts, refused, Direction::Inbound, key)
     }
 
     /// Admits an outbound connection (a dial), or names the limit that refuses it (counted).
     pub(crate) fn admit_outbound(self: &Arc<Self>) -> Result<ConnPermit, Limit> {
         let c = &self.config;
-        let mut counts = self.counts();
+        let counts = self.counts();
         let refused = if counts.outbound >= c.max_outbound {
             Some(Limit::MaxOutbound)
         } else if counts.inbound + counts.outbound >= c.max_connections {
@@ -168,16 +155,33 @@ impl Limits {
         } else {
             None
         };
+        self.grant(counts, refused, Direction::Outbound, None)
+    }
+
+    /// Counts the hit if a limit `refused`, else takes the slots and returns their permit.
+    fn grant(
+        self: &Arc<Self>,
+        mut counts: MutexGuard<'_, Counts>,
+        refused: Option<Limit>,
+        direction: Direction,
+        ip: Option<IpAddr>,
+    ) -> Result<ConnPermit, Limit> {
         if let Some(limit) = refused {
             drop(counts);
             self.hit(limit);
             return Err(limit);
         }
-        counts.outbound += 1;
+        match direction {
+            Direction::Inbound => counts.inbound += 1,
+            Direction::Outbound => counts.outbound += 1,
+        }
+        if let Some(ip) = ip {
+            *counts.per_ip.entry(ip).or_default() += 1;
+        }
         Ok(ConnPermit {
             limits: Arc::clone(self),
-            direction: Direction::Outbound,
-            ip: None,
+            direction,
+            ip,
         })
     }
 
