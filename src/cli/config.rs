@@ -207,6 +207,11 @@ const KEYS: &[(&str, &str, Shown)] = &[
         Shown::Value,
     ),
     (
+        "net.exempt_local",
+        "Exempt loopback and private addresses from per-IP limits, IP bans and the routing table's subnet limits (for local test networks).",
+        Shown::Value,
+    ),
+    (
         "swarm.protocol_queue",
         "Capacity of each registered protocol's message queue (also each API stream's buffer).",
         Shown::Value,
@@ -274,6 +279,31 @@ const KEYS: &[(&str, &str, Shown)] = &[
     (
         "gossip.relay_queue",
         "Most gossip messages being relayed at once; a message that finds the queue full is not relayed, and counted.",
+        Shown::Value,
+    ),
+    (
+        "bans.enabled",
+        "Ban peers that fail a MAC, violate the protocol, exceed the rate limit or relay a forged signature. Off, only bans added through the API apply.",
+        Shown::Value,
+    ),
+    (
+        "bans.ban_duration",
+        "How long an offender stays banned; also the window of ip_threshold.",
+        Shown::Value,
+    ),
+    (
+        "bans.ip_threshold",
+        "Banned ids plus failed handshakes from one IP within ban_duration that ban the IP too (1 to 1000).",
+        Shown::Value,
+    ),
+    (
+        "bans.max_bans",
+        "Most bans kept; beyond, the oldest is evicted.",
+        Shown::Value,
+    ),
+    (
+        "bans.max_offence_records",
+        "Most IPs whose offences are remembered; beyond, the one quiet longest is forgotten.",
         Shown::Value,
     ),
     (

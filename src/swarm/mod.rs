@@ -27,6 +27,7 @@ use crate::transport::tcp::connection::unix_ms;
 use crate::transport::{CloseReason, InboundHandler, PeerEvent, Transport};
 use crate::wire::pb;
 
+mod bans;
 pub mod counters;
 mod dht;
 mod dispatch;
@@ -91,6 +92,8 @@ pub enum SwarmEvent {
         /// Why.
         reason: DropReason,
     },
+    /// A node id or an IP was banned (for an offence, or through [`Swarm::ban`]).
+    Banned(crate::ban::Ban),
 }
 
 /// Running counters of one swarm.
@@ -162,6 +165,8 @@ pub(crate) struct SwarmInner {
     tasks: TaskTracker,
     /// Gossip: the seen cache, the relay queue and peer penalties.
     gossip: gossip::GossipState,
+    /// Bans, and the IPs of connected peers that offences are counted against.
+    bans: bans::BanState,
     /// A weak pointer to ourselves, handed to delivered messages for `respond`.
     this: OnceLock<Weak<SwarmInner>>,
 }
@@ -220,6 +225,7 @@ impl Swarm {
             ..TableConfig::default()
         };
         let gossip = gossip::GossipState::new(&config.gossip);
+        let bans = bans::BanState::new(&config);
         let inner = Arc::new(SwarmInner {
             keypair: keypair.clone(),
             local: OnceLock::new(),
@@ -240,6 +246,7 @@ impl Swarm {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             gossip,
+            bans,
             this: OnceLock::new(),
         });
         let _ = inner.this.set(Arc::downgrade(&inner));
@@ -569,7 +576,7 @@ impl InboundHandler for SwarmInner {
     }
 
     fn peer_event(&self, event: PeerEvent) {
-        let event = match event {
+        let swarm_event = match event.clone() {
             PeerEvent::Connected { peer, .. } => SwarmEvent::PeerConnected(peer),
             PeerEvent::Disconnected { peer, reason } => {
                 SwarmEvent::PeerDisconnected { peer, reason }
@@ -578,6 +585,11 @@ impl InboundHandler for SwarmInner {
                 SwarmEvent::HandshakeFailed { addr, reason }
             }
         };
-        self.emit(event);
+        self.emit(swarm_event);
+        self.bans_on_peer_event(&event);
+    }
+
+    fn banned(&self, id: Option<&NodeId>, ip: std::net::IpAddr) -> Option<crate::ban::BanTarget> {
+        self.bans.registry.check(id, ip)
     }
 }

@@ -1,7 +1,7 @@
 //! The TCP transport: a listener with inbound and pending-handshake limits, a [`ConnectionPool`] of
 //! authenticated connections, and the [`Transport`] implementation the Swarm uses.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 
 use futures::future::BoxFuture;
@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::NetConfig;
 use crate::crypto::handshake::HandshakeConfig;
-use crate::identity::Keypair;
+use crate::identity::{Keypair, NodeId};
 use crate::peer::NodeInfo;
 use crate::transport::{
     CloseReason, Direction, InboundHandler, PeerEvent, Transport, TransportError,
@@ -42,6 +42,16 @@ pub(crate) struct TcpContext {
     pub(crate) tasks: TaskTracker,
     /// Number of connections whose tasks are running (including retiring duplicates).
     pub(crate) live: watch::Sender<usize>,
+}
+
+impl TcpContext {
+    /// Fails with [`CloseReason::Banned`] if the peer (id after authentication, else IP) is banned.
+    pub(crate) fn admit(&self, id: Option<&NodeId>, ip: IpAddr) -> Result<(), CloseReason> {
+        match self.handler.upgrade().and_then(|h| h.banned(id, ip)) {
+            Some(ban) => Err(CloseReason::Banned(ban)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The TCP [`Transport`].
@@ -123,17 +133,21 @@ async fn accept_loop(ctx: Arc<TcpContext>, pool: Arc<ConnectionPool>, listener: 
                 }
             },
         };
-        let refuse = |reason: &'static str| {
-            tracing::debug!(%remote, reason, "refusing inbound connection");
+        let refuse = |reason: CloseReason| {
+            tracing::debug!(%remote, %reason, "refusing inbound connection");
             if let Some(h) = ctx.handler.upgrade() {
                 h.peer_event(PeerEvent::HandshakeFailed {
                     addr: remote,
-                    reason: CloseReason::Refused(reason),
+                    reason,
                 });
             }
         };
+        if let Err(banned) = ctx.admit(None, remote.ip()) {
+            refuse(banned);
+            continue;
+        }
         let Ok(inbound_permit) = Arc::clone(&inbound).try_acquire_owned() else {
-            refuse("too many inbound connections");
+            refuse(CloseReason::Refused("too many inbound connections"));
             continue;
         };
         let ctx2 = Arc::clone(&ctx);
@@ -144,6 +158,8 @@ async fn accept_loop(ctx: Arc<TcpContext>, pool: Arc<ConnectionPool>, listener: 
                 _ = ctx2.cancel.cancelled() => return,
             };
             drop(pending_permit);
+            let accepted = accepted
+                .and_then(|(f, e)| ctx2.admit(Some(&e.remote), remote.ip()).map(|()| (f, e)));
             match accepted {
                 Ok((framed, established)) => {
                     let peer =
@@ -215,5 +231,9 @@ impl Transport for TcpTransport {
             self.ctx.tasks.close();
             self.ctx.tasks.wait().await;
         })
+    }
+
+    fn disconnect(&self, peer: &NodeId, reason: CloseReason) -> bool {
+        self.pool.get(peer).map(|h| h.close(reason)).is_some()
     }
 }

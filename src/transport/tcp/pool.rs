@@ -90,6 +90,9 @@ impl ConnectionPool {
                 reason: "connection to ourselves".into(),
             });
         }
+        if let Err(CloseReason::Banned(ban)) = self.ctx.admit(Some(&node.id), node.addr.ip()) {
+            return Err(TransportError::Banned(ban));
+        }
         loop {
             if self.ctx.cancel.is_cancelled() {
                 return Err(TransportError::Shutdown);
@@ -149,6 +152,11 @@ impl ConnectionPool {
                 r = dial => r,
                 _ = pool.ctx.cancel.cancelled() => Err(CloseReason::Shutdown),
             };
+            let outcome = outcome.and_then(|(f, e)| {
+                pool.ctx
+                    .admit(Some(&e.remote), node.addr.ip())
+                    .map(|()| (f, e))
+            });
             let result = match outcome {
                 Ok((framed, established)) => {
                     let peer = connection::peer_info(
@@ -281,6 +289,7 @@ fn prefer_new(old: &ConnectionHandle, new: &ConnectionHandle) -> bool {
 fn dial_error(node: &NodeInfo, reason: CloseReason) -> TransportError {
     match reason {
         CloseReason::Shutdown => TransportError::Shutdown,
+        CloseReason::Banned(ban) => TransportError::Banned(ban),
         CloseReason::Handshake(e) => TransportError::Handshake {
             addr: node.addr,
             reason: e.to_string(),
