@@ -148,6 +148,8 @@ impl Daemon {
         }
         let swarm = Swarm::start_with_key(config, keypair).await?;
         let restored = swarm.restore_bans(persisted_bans.bans.clone());
+        // Subscribed before anything can ban, so the bans task sees every later change.
+        let ban_changes = swarm.ban_changes();
         if !restored.is_empty() || persisted_bans.expired > 0 {
             tracing::info!(
                 bans = restored.len(),
@@ -190,7 +192,12 @@ impl Daemon {
             settings.snapshot_interval,
             cancel.clone(),
         ));
-        tasks.spawn(persist::bans_loop(swarm.clone(), bans_file, cancel.clone()));
+        tasks.spawn(persist::bans_loop(
+            swarm.clone(),
+            ban_changes,
+            bans_file,
+            cancel.clone(),
+        ));
         Ok(Daemon {
             swarm,
             metrics,

@@ -311,11 +311,15 @@ pub async fn save_bans(swarm: &Swarm, file: &BanFile) -> Result<usize, PersistEr
     Ok(n)
 }
 
-/// Writes the bans to `file` [`BAN_SAVE_DELAY`] after each change; returns when `cancel` fires (the
+/// Writes the bans to `file` [`BAN_SAVE_DELAY`] after each change `changes` sees (subscribe with
+/// [`Swarm::ban_changes`] before spawning this, so no change is missed); returns when `cancel` fires (the
 /// caller writes the final file).
-pub async fn bans_loop(swarm: Swarm, file: BanFile, cancel: CancellationToken) {
-    let mut changes = swarm.ban_changes();
-    changes.mark_unchanged();
+pub async fn bans_loop(
+    swarm: Swarm,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    file: BanFile,
+    cancel: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
