@@ -226,7 +226,7 @@ impl BanList {
     pub fn list(&mut self, now: i64) -> Vec<Ban> {
         self.prune(now);
         let mut bans: Vec<Ban> = self.bans.values().cloned().collect();
-        bans.sort_by(|a, b| (a.since_ms, a.target).cmp(&(b.since_ms, b.target)));
+        bans.sort_by_key(|b| (b.since_ms, b.target));
         bans
     }
 

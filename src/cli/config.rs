@@ -128,7 +128,7 @@ const KEYS: &[(&str, &str, Shown)] = &[
     ),
     (
         "node.data_dir",
-        "Data directory: identity key (identity.key), routing-table snapshot (peers.txt), lock.",
+        "Data directory: identity key (identity.key), routing-table snapshot (peers.txt), bans (bans.txt), lock.",
         Shown::Value,
     ),
     (
