@@ -273,6 +273,20 @@ fn positive(key: &'static str, value: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn in_range(
+    key: &'static str,
+    value: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<(), ConfigError> {
+    if !range.contains(&value) {
+        return Err(ConfigError {
+            key,
+            reason: format!("{value} is outside {range:?}"),
+        });
+    }
+    Ok(())
+}
+
 fn nonzero_duration(key: &'static str, value: Duration) -> Result<(), ConfigError> {
     if value.is_zero() {
         return Err(ConfigError {
@@ -340,12 +354,7 @@ impl Config {
                 reason: "must be at most 3650 days".into(),
             });
         }
-        if !(1..=1000).contains(&b.ip_threshold) {
-            return Err(ConfigError {
-                key: "bans.ip_threshold",
-                reason: format!("{} is outside 1..=1000", b.ip_threshold),
-            });
-        }
+        in_range("bans.ip_threshold", b.ip_threshold, 1..=1000)?;
         positive("bans.max_bans", b.max_bans)?;
         positive("bans.max_offence_records", b.max_offence_records)?;
         for (i, node) in self.bootstrap.nodes.iter().enumerate() {

@@ -53,6 +53,27 @@ async fn disconnected(events: &mut broadcast::Receiver<SwarmEvent>, peer: NodeId
     .await
 }
 
+/// Waits for the node to report an authenticated connection from `peer`.
+async fn connected(events: &mut broadcast::Receiver<SwarmEvent>, peer: NodeId) {
+    wait_event(events, |ev| match ev {
+        SwarmEvent::PeerConnected(p) if p.id == peer => Some(()),
+        _ => None,
+    })
+    .await
+}
+
+/// Waits for the node to report why it refused the connection from `addr`.
+async fn refused(
+    events: &mut broadcast::Receiver<SwarmEvent>,
+    addr: std::net::SocketAddr,
+) -> CloseReason {
+    wait_event(events, |ev| match ev {
+        SwarmEvent::HandshakeFailed { addr: a, reason } if *a == addr => Some(reason.clone()),
+        _ => None,
+    })
+    .await
+}
+
 /// Connects as `key`, waits until the node has the connection, and sends a frame that fails the MAC.
 async fn fail_the_mac(
     node: &Swarm,
@@ -60,11 +81,7 @@ async fn fail_the_mac(
     key: &Keypair,
 ) -> RawPeer {
     let mut raw = RawPeer::connect_as(node, key.clone()).await;
-    wait_event(events, |ev| match ev {
-        SwarmEvent::PeerConnected(p) if p.id == key.node_id() => Some(()),
-        _ => None,
-    })
-    .await;
+    connected(events, key.node_id()).await;
     let mut junk = vec![0u8; 16 + 32 + 32];
     rand::rng().fill_bytes(&mut junk);
     raw.framed.send(Bytes::from(junk)).await.unwrap();
@@ -217,22 +234,13 @@ async fn a_mac_failure_bans_the_id_and_the_same_key_is_refused_after_its_handsha
     // The same key completes a handshake (our side), then the node closes it: Banned.
     let mut again = RawPeer::connect_as(&victim, key.clone()).await;
     let addr = again.framed.get_ref().local_addr().unwrap();
-    let reason = wait_event(&mut events, |ev| match ev {
-        SwarmEvent::HandshakeFailed { addr: a, reason } if *a == addr => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
+    let reason = refused(&mut events, addr).await;
     assert_eq!(reason, CloseReason::Banned(BanTarget::Id(key.node_id())));
     closed_by_node(&mut again).await;
 
     // 127.0.0.1 is exempt under `net.exempt_local`: another key from it is welcome.
     let other = RawPeer::connect(&victim).await;
-    let other_id = other.keypair.node_id();
-    wait_event(&mut events, |ev| match ev {
-        SwarmEvent::PeerConnected(p) if p.id == other_id => Some(()),
-        _ => None,
-    })
-    .await;
+    connected(&mut events, other.keypair.node_id()).await;
     assert_eq!(victim.bans().len(), 1);
     victim.shutdown().await;
 }
@@ -263,11 +271,7 @@ async fn enough_banned_ids_ban_the_ip_which_is_then_refused_at_accept() {
         .await
         .unwrap();
     let addr = client.local_addr().unwrap();
-    let reason = wait_event(&mut events, |ev| match ev {
-        SwarmEvent::HandshakeFailed { addr: a, reason } if *a == addr => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
+    let reason = refused(&mut events, addr).await;
     assert_eq!(reason, CloseReason::Banned(BanTarget::Ip(localhost)));
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(WAIT, client.read(&mut buf))
@@ -279,12 +283,7 @@ async fn enough_banned_ids_ban_the_ip_which_is_then_refused_at_accept() {
     // Lifting the IP ban lets new ids in again.
     assert_eq!(victim.unban(&BanTarget::Ip(localhost)), Some(ip_ban));
     let fresh = RawPeer::connect(&victim).await;
-    let fresh_id = fresh.keypair.node_id();
-    wait_event(&mut events, |ev| match ev {
-        SwarmEvent::PeerConnected(p) if p.id == fresh_id => Some(()),
-        _ => None,
-    })
-    .await;
+    connected(&mut events, fresh.keypair.node_id()).await;
     victim.shutdown().await;
 }
 
