@@ -41,6 +41,8 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     /// Gossip broadcast settings.
     pub gossip: GossipConfig,
+    /// Bans of misbehaving peers.
+    pub bans: BanConfig,
 }
 
 impl Default for Config {
@@ -54,6 +56,7 @@ impl Default for Config {
             dht: DhtConfig::default(),
             bootstrap: BootstrapConfig::default(),
             gossip: GossipConfig::default(),
+            bans: BanConfig::default(),
         }
     }
 }
@@ -266,11 +269,56 @@ impl Default for GossipConfig {
     }
 }
 
+/// Bans of misbehaving peers (see [`crate::ban`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BanConfig {
+    /// Ban peers for offences (default on). Off, only bans added through the API apply.
+    pub enabled: bool,
+    /// How long an offender stays banned; also the window of `ip_threshold` (default 1 h).
+    #[serde(with = "humantime_serde")]
+    pub ban_duration: Duration,
+    /// Banned ids plus failed handshakes from one IP within `ban_duration` that ban the IP too
+    /// (default 3; 1 to 1000).
+    pub ip_threshold: usize,
+    /// Most bans kept; a new ban beyond evicts the oldest, counted (default 10,000).
+    pub max_bans: usize,
+    /// Most IPs whose offences are remembered; beyond, the one quiet longest is forgotten, counted
+    /// (default 4,096).
+    pub max_offence_records: usize,
+}
+
+impl Default for BanConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ban_duration: Duration::from_secs(3600),
+            ip_threshold: 3,
+            max_bans: 10_000,
+            max_offence_records: 4096,
+        }
+    }
+}
+
 fn positive(key: &'static str, value: usize) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(ConfigError {
             key,
             reason: "must be greater than 0".into(),
+        });
+    }
+    Ok(())
+}
+
+fn in_range(
+    key: &'static str,
+    value: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<(), ConfigError> {
+    if !range.contains(&value) {
+        return Err(ConfigError {
+            key,
+            reason: format!("{value} is outside {range:?}"),
         });
     }
     Ok(())
@@ -356,6 +404,17 @@ impl Config {
         positive("gossip.seen_capacity", g.seen_capacity)?;
         nonzero_duration("gossip.seen_ttl", g.seen_ttl)?;
         positive("gossip.relay_queue", g.relay_queue)?;
+        let b = &self.bans;
+        nonzero_duration("bans.ban_duration", b.ban_duration)?;
+        if b.ban_duration > crate::ban::MAX_BAN_DURATION {
+            return Err(ConfigError {
+                key: "bans.ban_duration",
+                reason: "must be at most 3650 days".into(),
+            });
+        }
+        in_range("bans.ip_threshold", b.ip_threshold, 1..=1000)?;
+        positive("bans.max_bans", b.max_bans)?;
+        positive("bans.max_offence_records", b.max_offence_records)?;
         for (i, node) in self.bootstrap.nodes.iter().enumerate() {
             node.parse::<crate::peer::NodeInfo>()
                 .map_err(|e| ConfigError {
@@ -659,6 +718,15 @@ mod tests {
         let mut c = Config::default();
         c.gossip.seen_ttl = Duration::ZERO;
         assert_eq!(c.validate().unwrap_err().key, "gossip.seen_ttl");
+        let mut c = Config::default();
+        c.bans.ban_duration = Duration::from_secs(3651 * 86_400);
+        assert_eq!(c.validate().unwrap_err().key, "bans.ban_duration");
+        let mut c = Config::default();
+        c.bans.ip_threshold = 0;
+        assert_eq!(c.validate().unwrap_err().key, "bans.ip_threshold");
+        let mut c = Config::default();
+        c.bans.max_bans = 0;
+        assert_eq!(c.validate().unwrap_err().key, "bans.max_bans");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The long-running node behind `kadmesh node`: a [`Swarm`] with a data directory (identity and
-//! routing-table snapshot), a join loop (persisted peers first, then the seed list, with backoff), the
+//! The long-running node behind `kadmesh node`: a [`Swarm`] with a data directory (identity,
+//! routing-table snapshot and bans), a join loop (persisted peers first, then the seed list, with backoff), the
 //! metrics and the optional HTTP API. Usable in-process too: [`Daemon::start`], [`Daemon::shutdown`].
 
 use std::net::SocketAddr;
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{ApiServer, ApiStartError};
+use crate::ban::store::BanLoad;
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
 use crate::metrics::{MetricsError, NodeMetrics};
@@ -26,7 +27,7 @@ pub const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSettings {
-    /// Data directory: identity key, routing-table snapshot, lock (default `./kadmesh-data`).
+    /// Data directory: identity key, routing-table snapshot, bans, lock (default `./kadmesh-data`).
     pub data_dir: PathBuf,
     /// Identity key file (default `<data_dir>/identity.key`); created (0600) if missing.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,9 +109,11 @@ pub struct Daemon {
     data_dir: DataDir,
     /// What the snapshot held at start.
     persisted: SnapshotLoad,
-    /// Stops the join and snapshot tasks.
+    /// What the bans file held at start.
+    persisted_bans: BanLoad,
+    /// Stops the join, snapshot and bans tasks.
     cancel: CancellationToken,
-    /// The join and snapshot tasks.
+    /// The join, snapshot and bans tasks.
     tasks: TaskTracker,
 }
 
@@ -138,7 +141,22 @@ impl Daemon {
             }
             SnapshotLoad::Missing => {}
         }
+        let bans_file = data_dir.bans();
+        let persisted_bans = bans_file.load(crate::transport::tcp::connection::unix_ms());
+        for problem in &persisted_bans.problems {
+            tracing::warn!(file = %bans_file.path().display(), %problem, "skipping a ban");
+        }
         let swarm = Swarm::start_with_key(config, keypair).await?;
+        let restored = swarm.restore_bans(persisted_bans.bans.clone());
+        // Subscribed before anything can ban, so the bans task sees every later change.
+        let ban_changes = swarm.ban_changes();
+        if !restored.is_empty() || persisted_bans.expired > 0 {
+            tracing::info!(
+                bans = restored.len(),
+                expired = persisted_bans.expired,
+                "loaded persisted bans"
+            );
+        }
         let metrics = match NodeMetrics::start(swarm.clone()) {
             Ok(m) => m,
             Err(e) => {
@@ -174,12 +192,19 @@ impl Daemon {
             settings.snapshot_interval,
             cancel.clone(),
         ));
+        tasks.spawn(persist::bans_loop(
+            swarm.clone(),
+            ban_changes,
+            bans_file,
+            cancel.clone(),
+        ));
         Ok(Daemon {
             swarm,
             metrics,
             api,
             data_dir,
             persisted,
+            persisted_bans,
             cancel,
             tasks,
         })
@@ -215,8 +240,14 @@ impl Daemon {
         &self.persisted
     }
 
-    /// Stops the API, the join and snapshot tasks, writes the final snapshot, stops the swarm and the
-    /// metrics, and joins every task.
+    /// What the bans file held at start: the bans loaded (expired ones not), how many had expired, and
+    /// the lines skipped.
+    pub fn persisted_bans(&self) -> &BanLoad {
+        &self.persisted_bans
+    }
+
+    /// Stops the API, the join, snapshot and bans tasks, writes the final snapshot and bans, stops the
+    /// swarm and the metrics, and joins every task.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         if let Some(api) = &self.api {
@@ -227,6 +258,10 @@ impl Daemon {
         match persist::save_table(&self.swarm, &self.data_dir.snapshot()).await {
             Ok(n) => tracing::info!(peers = n, "routing-table snapshot written"),
             Err(e) => tracing::warn!(error = %e, "cannot write the routing-table snapshot"),
+        }
+        match persist::save_bans(&self.swarm, &self.data_dir.bans()).await {
+            Ok(n) => tracing::info!(bans = n, "bans written"),
+            Err(e) => tracing::warn!(error = %e, "cannot write the bans file"),
         }
         self.swarm.shutdown().await;
         self.metrics.shutdown().await;

@@ -71,6 +71,9 @@ pub enum Error {
     /// A seed-list file could not be used.
     #[error(transparent)]
     SeedList(#[from] crate::dht::seeds::SeedListError),
+    /// A ban could not be made.
+    #[error(transparent)]
+    Ban(#[from] crate::ban::BanError),
     /// The build does not support this yet.
     #[error("{0} is not available")]
     Unsupported(&'static str),

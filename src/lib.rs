@@ -53,11 +53,14 @@
 //! - [`scenario`]: the seed's scenario table as runnable benchmarks (`kadmesh bench`).
 //! - [`daemon`]: the long-running node of `kadmesh node`, with [`persist`] (data directory: identity,
 //!   routing-table snapshot), [`metrics`] (per-node Prometheus registry) and [`api`] (HTTP API, SSE).
+//! - [`ban`]: bans of misbehaving peers (by node id, and by IP beyond a threshold), persisted by the
+//!   daemon.
 //! - [`cli`]: the `kadmesh` command line.
 
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod ban;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -31,6 +31,11 @@
 //! | `kadmesh_dropped_total` | counter | `reason` (each [`DropReason::label`], `keepalive_unsent`, `gossip_relay_queue_full`); counted where dropped, exact |
 //! | `kadmesh_pending_handshakes`, `kadmesh_pending_handshakes_peak` | gauge | |
 //! | `kadmesh_connection_slots` | gauge | `direction` (slots taken: dialling, handshaking, open, draining) |
+//! | `kadmesh_bans_active` | gauge | `kind` (`id`, `ip`) |
+//! | `kadmesh_bans_total` | counter | `reason` (`mac_failure`, `protocol_violation`, `rate_limit`, `invalid_signature`, `ip_threshold`, `manual`) |
+//! | `kadmesh_ban_offences_total` | counter | `offence` (the four above and `bad_handshake`) |
+//! | `kadmesh_banned_refusals_total` | counter | `by` (`id`, `ip`) |
+//! | `kadmesh_ban_evictions_total` | counter | `what` (`ban`, `offence_record`) |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -406,6 +411,7 @@ impl NodeMetrics {
             MetricType::COUNTER,
             bytes,
         ));
+        out.extend(ban_families(&swarm.ban_stats()));
         out.push(histogram(
             "kadmesh_lookup_hops",
             "Rounds (hops) of completed lookups.",
@@ -481,6 +487,68 @@ fn limit_families(swarm: &Swarm) -> Vec<MetricFamily> {
                 gauge(&[("direction", "inbound")], transport.inbound as f64),
                 gauge(&[("direction", "outbound")], transport.outbound as f64),
             ],
+        ),
+    ]
+}
+
+/// The ban metrics ([`crate::ban`]).
+fn ban_families(b: &crate::ban::BanStats) -> Vec<MetricFamily> {
+    use crate::ban::{BanReason, Offence};
+    let pairs = |label: &str, values: &[(&str, u64)]| -> Vec<proto::Metric> {
+        values
+            .iter()
+            .map(|(v, n)| counter(&[(label, v)], *n))
+            .collect()
+    };
+    let reasons: Vec<(&str, u64)> = BanReason::ALL
+        .iter()
+        .map(BanReason::label)
+        .zip(b.bans)
+        .collect();
+    let offences: Vec<(&str, u64)> = Offence::ALL
+        .iter()
+        .map(Offence::label)
+        .zip(b.offences)
+        .collect();
+    vec![
+        family(
+            "kadmesh_bans_active",
+            "Bans in force, by kind (node id or IP).",
+            MetricType::GAUGE,
+            vec![
+                gauge(&[("kind", "id")], b.active_ids as f64),
+                gauge(&[("kind", "ip")], b.active_ips as f64),
+            ],
+        ),
+        family(
+            "kadmesh_bans_total",
+            "Bans made, by reason.",
+            MetricType::COUNTER,
+            pairs("reason", &reasons),
+        ),
+        family(
+            "kadmesh_ban_offences_total",
+            "Offences recorded against peers, by offence.",
+            MetricType::COUNTER,
+            pairs("offence", &offences),
+        ),
+        family(
+            "kadmesh_banned_refusals_total",
+            "Connections and dials refused because the node id or the IP is banned.",
+            MetricType::COUNTER,
+            pairs("by", &[("id", b.refused_by_id), ("ip", b.refused_by_ip)]),
+        ),
+        family(
+            "kadmesh_ban_evictions_total",
+            "Bans and per-IP offence records evicted to stay within their caps.",
+            MetricType::COUNTER,
+            pairs(
+                "what",
+                &[
+                    ("ban", b.evicted_bans),
+                    ("offence_record", b.evicted_records),
+                ],
+            ),
         ),
     ]
 }

@@ -4,8 +4,12 @@
 //! ```text
 //! <data_dir>/identity.key   secret key, hex, mode 0600 (created on first start, never replaced)
 //! <data_dir>/peers.txt      routing-table snapshot in seed-list format (one descriptor a line)
+//! <data_dir>/bans.txt       active bans with wall-clock expiry ([`crate::ban::store`])
 //! <data_dir>/LOCK           held (flock) while a node runs
 //! ```
+//!
+//! The bans file is rewritten the same atomic way, [`BAN_SAVE_DELAY`] after the bans change (changes in
+//! between are written together) and at shutdown.
 //!
 //! Snapshots are written atomically (a temporary file, synced, then renamed over the old one), so a crash
 //! leaves the previous snapshot or the new one, never a torn file. A snapshot that does not parse is
@@ -19,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::ban::store::BanFile;
 use crate::dht::seeds;
 use crate::identity::{IdentityError, Keypair};
 use crate::peer::NodeInfo;
@@ -28,6 +33,10 @@ use crate::swarm::Swarm;
 pub const IDENTITY_FILE: &str = "identity.key";
 /// File name of the routing-table snapshot inside the data directory.
 pub const SNAPSHOT_FILE: &str = "peers.txt";
+/// File name of the bans inside the data directory.
+pub const BANS_FILE: &str = "bans.txt";
+/// How long after a change of the bans they are written (more changes meanwhile join the same write).
+pub const BAN_SAVE_DELAY: Duration = Duration::from_secs(1);
 /// File name of the lock inside the data directory.
 pub const LOCK_FILE: &str = "LOCK";
 
@@ -114,6 +123,11 @@ impl DataDir {
     /// The routing-table snapshot file.
     pub fn snapshot(&self) -> SnapshotFile {
         SnapshotFile::new(self.root.join(SNAPSHOT_FILE))
+    }
+
+    /// The bans file.
+    pub fn bans(&self) -> BanFile {
+        BanFile::new(self.root.join(BANS_FILE))
     }
 
     /// Loads the identity from `key` (default: the data directory's `identity.key`), creating it (0600)
@@ -244,13 +258,21 @@ pub async fn save_table(swarm: &Swarm, file: &SnapshotFile) -> Result<usize, Per
         return Ok(0);
     }
     let (file, owner, n) = (file.clone(), swarm.local_node(), peers.len());
-    tokio::task::spawn_blocking(move || file.save(&peers, &owner))
+    blocking(SNAPSHOT_FILE, move || file.save(&peers, &owner)).await?;
+    Ok(n)
+}
+
+/// Runs a file write on the blocking pool; `name` names the file if the task itself fails.
+async fn blocking(
+    name: &str,
+    write: impl FnOnce() -> Result<(), PersistError> + Send + 'static,
+) -> Result<(), PersistError> {
+    tokio::task::spawn_blocking(write)
         .await
         .map_err(|e| PersistError::Io {
-            path: PathBuf::from(SNAPSHOT_FILE),
+            path: PathBuf::from(name),
             source: std::io::Error::other(e.to_string()),
-        })??;
-    Ok(n)
+        })?
 }
 
 /// Every `interval`, writes the routing table to `file` if it changed since the last write; returns when
@@ -277,6 +299,41 @@ pub async fn snapshot_loop(
             Err(e) => tracing::warn!(error = %e, "cannot write the routing-table snapshot"),
         }
         last = now;
+    }
+}
+
+/// Writes the swarm's active bans to `file` in the blocking pool. Returns the number written.
+pub async fn save_bans(swarm: &Swarm, file: &BanFile) -> Result<usize, PersistError> {
+    let bans = swarm.bans();
+    let (file, owner, n) = (file.clone(), swarm.local_node().id, bans.len());
+    let now = crate::transport::tcp::connection::unix_ms();
+    blocking(BANS_FILE, move || file.save(&bans, &owner, now)).await?;
+    Ok(n)
+}
+
+/// Writes the bans to `file` [`BAN_SAVE_DELAY`] after each change `changes` sees (subscribe with
+/// [`Swarm::ban_changes`] before spawning this, so no change is missed); returns when `cancel` fires (the
+/// caller writes the final file).
+pub async fn bans_loop(
+    swarm: Swarm,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    file: BanFile,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = changes.changed() => if r.is_err() { return },
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(BAN_SAVE_DELAY) => {}
+        }
+        changes.mark_unchanged();
+        match save_bans(&swarm, &file).await {
+            Ok(n) => tracing::debug!(bans = n, file = %file.path().display(), "bans written"),
+            Err(e) => tracing::warn!(error = %e, "cannot write the bans file"),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP API of in-process daemons: bad input gets a 4xx JSON error and leaves the node working;
-//! requests are answered through the API; `/metrics` is Prometheus text that counts what was sent.
+//! requests are answered through the API; `/metrics` is Prometheus text that counts what was sent; bans
+//! are listed, added and lifted.
 
 mod operator_common;
 
@@ -338,6 +339,118 @@ async fn messages_without_a_subscriber_are_counted_not_silent() {
             .then_some(())
     })
     .await;
+    x.daemon.shutdown().await;
+    y.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_are_listed_added_and_lifted_and_bad_requests_get_a_400() {
+    let dir = TempDir::new("api-bans");
+    let (x, y) = pair(&dir).await;
+    let bans = x.url("/v1/bans");
+    let (s, b) = get(&bans).await;
+    assert_eq!((s, b), (StatusCode::OK, json!({"bans": []})));
+
+    // Ban the connected peer Y for 10 minutes: X drops it and refuses to send to it.
+    let (s, b) = post(
+        &bans,
+        json!({"id": y.id, "duration": "10m", "reason": "testing"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["target"], y.id.as_str());
+    assert_eq!(
+        (b["kind"].as_str(), b["reason"].as_str()),
+        (Some("id"), Some("manual"))
+    );
+    assert_eq!(b["note"], "testing");
+    assert_eq!(
+        b["until_ms"].as_i64().unwrap() - b["since_ms"].as_i64().unwrap(),
+        600_000
+    );
+    let y_id = y.id.clone();
+    eventually("x drops y", || async {
+        let (_, peers) = get(&x.url("/v1/peers")).await;
+        (!peers["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == y_id.as_str()))
+        .then_some(())
+    })
+    .await;
+    let (s, b) = post(
+        &x.url("/v1/send"),
+        json!({"to": y.id, "protocol": "chat", "payload": ""}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert!(error_of(&b).contains("is banned"), "{b}");
+
+    // An IP with the default duration (bans.ban_duration, 1 h).
+    let (s, b) = post(&bans, json!({"ip": "203.0.113.7"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        b["until_ms"].as_i64().unwrap() - b["since_ms"].as_i64().unwrap(),
+        3_600_000
+    );
+    let (_, b) = get(&bans).await;
+    let targets: Vec<&str> = b["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, [y.id.as_str(), "203.0.113.7"]);
+    let xs = parse_prometheus(&get_text(&x.url("/metrics")).await.1);
+    assert_eq!(xs[r#"kadmesh_bans_active{kind="id"}"#], 1.0);
+    assert_eq!(xs[r#"kadmesh_bans_active{kind="ip"}"#], 1.0);
+    assert_eq!(xs[r#"kadmesh_bans_total{reason="manual"}"#], 2.0);
+    assert!(xs[r#"kadmesh_banned_refusals_total{by="id"}"#] >= 1.0);
+
+    // Bad input: a typed 400 (or 422 for the wrong shape), and nothing changes.
+    for (body, says) in [
+        (json!({}), "exactly one of `id` and `ip`"),
+        (json!({"id": y.id, "ip": "203.0.113.8"}), "exactly one"),
+        (json!({"ip": "300.1.1.1"}), "`ip`: invalid IP address"),
+        (json!({"id": "0OIl"}), "`id`: invalid node id"),
+        (
+            json!({"ip": "203.0.113.8", "duration": "soon"}),
+            "`duration`",
+        ),
+        (
+            json!({"ip": "203.0.113.8", "duration": "0s"}),
+            "ban duration",
+        ),
+        (json!({"ip": "127.0.0.1"}), "local address"),
+        (json!({"id": x.id}), "its own id"),
+    ] {
+        let (s, b) = post(&bans, body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body} -> {b}");
+        assert!(error_of(&b).contains(says), "{body} -> {b}");
+    }
+    let (s, b) = post(&bans, json!({"ip": "203.0.113.8", "bogus": 1})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (s, b) = delete(&x.url("/v1/bans/not-a-target")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(error_of(&b).contains("invalid ban target"), "{b}");
+    assert_eq!(get(&bans).await.1["bans"].as_array().unwrap().len(), 2);
+
+    // Lift both; a second lift is a 404.
+    let (s, b) = delete(&x.url(&format!("/v1/bans/{}", y.id))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["target"], y.id.as_str());
+    let (s, _) = delete(&x.url("/v1/bans/203.0.113.7")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = delete(&x.url(&format!("/v1/bans/{}", y.id))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert_eq!(get(&bans).await.1, json!({"bans": []}));
+    let (s, b) = post(
+        &x.url("/v1/send"),
+        json!({"to": y.id, "protocol": "chat", "payload": ""}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     x.daemon.shutdown().await;
     y.daemon.shutdown().await;
 }

@@ -66,6 +66,8 @@ impl From<Error> for ApiError {
             Error::Transport(TransportError::TooLarge { .. }) | Error::PayloadTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            Error::Ban(_) => StatusCode::BAD_REQUEST,
+            Error::Transport(TransportError::Banned(_)) => StatusCode::FORBIDDEN,
             Error::Transport(TransportError::Shutdown) | Error::Shutdown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -141,6 +143,17 @@ mod tests {
         assert_eq!(
             ApiError::from(Error::Shutdown).status,
             StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::from(Error::Ban(crate::ban::BanError::OwnId)).status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ApiError::from(Error::Transport(TransportError::Banned(
+                crate::ban::BanTarget::Id(id)
+            )))
+            .status,
+            StatusCode::FORBIDDEN
         );
     }
 }

@@ -12,10 +12,13 @@
 //! | `POST /v1/broadcast` `{"protocol","payload"}` | gossip to every node; returns the message id and peers |
 //! | `GET /v1/protocols`, `POST /v1/protocols` `{"name"}` | protocols registered for the API |
 //! | `GET /v1/protocols/{name}/messages` | the protocol's inbound messages as Server-Sent Events |
+//! | `GET /v1/bans`, `POST /v1/bans` `{"id"|"ip","duration"?,"reason"?}` | bans ([`bans`]) |
+//! | `DELETE /v1/bans/{id-or-ip}` | lifts a ban |
 //! | `GET /metrics` | Prometheus text format ([`crate::metrics`]) |
 //!
-//! Status codes: 400 malformed input (bad base58 id, bad base64, bad JSON syntax, invalid protocol name),
-//! 404 unknown route / node not found / unregistered protocol, 405 wrong method, 409 protocol already
+//! Status codes: 400 malformed input (bad base58 id, bad base64, bad JSON syntax, invalid protocol name,
+//! bad ban target or duration), 403 the peer is banned, 404 unknown route / node not found / unregistered
+//! protocol / no such ban, 405 wrong method, 409 protocol already
 //! registered, 413 payload or body too large, 415 missing JSON content type, 422 JSON of the wrong shape
 //! (missing or unknown field), 502 the peer could not be reached, 503 shutting down, 504 request timeout.
 
@@ -24,13 +27,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::NodeMetrics;
 use crate::swarm::Swarm;
 
+pub mod bans;
 pub mod error;
 pub mod routes;
 pub mod subscriptions;
@@ -102,6 +106,8 @@ pub fn router(state: ApiState) -> Router {
             "/v1/protocols/{name}/messages",
             get(subscriptions::messages),
         )
+        .route("/v1/bans", get(bans::list).post(bans::add))
+        .route("/v1/bans/{target}", delete(bans::remove))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::wrong_method)

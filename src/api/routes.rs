@@ -74,7 +74,7 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn parse_id(field: &str, text: &str) -> Result<NodeId, ApiError> {
+pub(super) fn parse_id(field: &str, text: &str) -> Result<NodeId, ApiError> {
     text.parse()
         .map_err(|e| ApiError::bad_request(format!("`{field}`: invalid node id {text:?}: {e}")))
 }

@@ -128,7 +128,7 @@ const KEYS: &[(&str, &str, Shown)] = &[
     ),
     (
         "node.data_dir",
-        "Data directory: identity key (identity.key), routing-table snapshot (peers.txt), lock.",
+        "Data directory: identity key (identity.key), routing-table snapshot (peers.txt), bans (bans.txt), lock.",
         Shown::Value,
     ),
     (
@@ -227,11 +227,6 @@ const KEYS: &[(&str, &str, Shown)] = &[
         Shown::Value,
     ),
     (
-        "net.exempt_local",
-        "Exempt loopback and private addresses from the per-IP limits and throttle (for test networks on one host).",
-        Shown::Value,
-    ),
-    (
         "net.read_timeout",
         "Once the first byte of a frame arrives, the whole frame must arrive within this time.",
         Shown::Value,
@@ -254,6 +249,11 @@ const KEYS: &[(&str, &str, Shown)] = &[
     (
         "net.offload_handshake",
         "Run handshake crypto (ECDSA, ECDH) on the blocking thread pool instead of the runtime's workers.",
+        Shown::Value,
+    ),
+    (
+        "net.exempt_local",
+        "Exempt loopback and private addresses from the per-IP limits and throttle, IP bans and the routing table's subnet limits (for local test networks on one host).",
         Shown::Value,
     ),
     (
@@ -329,6 +329,31 @@ const KEYS: &[(&str, &str, Shown)] = &[
     (
         "gossip.relay_queue",
         "Most gossip messages being relayed at once; a message that finds the queue full is not relayed, and counted.",
+        Shown::Value,
+    ),
+    (
+        "bans.enabled",
+        "Ban peers that fail a MAC, violate the protocol, exceed the rate limit or relay a forged signature. Off, only bans added through the API apply.",
+        Shown::Value,
+    ),
+    (
+        "bans.ban_duration",
+        "How long an offender stays banned; also the window of ip_threshold.",
+        Shown::Value,
+    ),
+    (
+        "bans.ip_threshold",
+        "Banned ids plus failed handshakes from one IP within ban_duration that ban the IP too (1 to 1000).",
+        Shown::Value,
+    ),
+    (
+        "bans.max_bans",
+        "Most bans kept; beyond, the oldest is evicted.",
+        Shown::Value,
+    ),
+    (
+        "bans.max_offence_records",
+        "Most IPs whose offences are remembered; beyond, the one quiet longest is forgotten.",
         Shown::Value,
     ),
     (

@@ -369,6 +369,7 @@ impl SwarmInner {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.penalise(&from.id);
+        self.invalid_gossip_offence(from, &error);
         self.drop_gossip(from, protocol, DropReason::InvalidGossip(error));
     }
 
@@ -382,7 +383,7 @@ impl SwarmInner {
         });
     }
 
-    /// Records one penalty against `peer` (the hardening work turns these into bans).
+    /// Records one penalty against `peer` (invalid gossip is also an offence: see `swarm::bans`).
     pub(super) fn penalise(&self, peer: &NodeId) {
         self.stats.gossip.penalties.fetch_add(1, Ordering::Relaxed);
         let mut penalties = self.gossip.penalties();

@@ -27,6 +27,7 @@ use crate::transport::tcp::connection::unix_ms;
 use crate::transport::{CloseReason, InboundHandler, PeerEvent, Transport, TransportStats};
 use crate::wire::pb;
 
+mod bans;
 pub mod counters;
 mod dht;
 mod dispatch;
@@ -138,6 +139,8 @@ pub enum SwarmEvent {
         /// Why.
         reason: DropReason,
     },
+    /// A node id or an IP was banned (for an offence, or through [`Swarm::ban`]).
+    Banned(crate::ban::Ban),
 }
 
 /// Running counters of one swarm.
@@ -221,6 +224,8 @@ pub(crate) struct SwarmInner {
     tasks: TaskTracker,
     /// Gossip: the seen cache, the relay queue and peer penalties.
     gossip: gossip::GossipState,
+    /// Bans, and the IPs of connected peers that offences are counted against.
+    bans: bans::BanState,
     /// A weak pointer to ourselves, handed to delivered messages for `respond`.
     this: OnceLock<Weak<SwarmInner>>,
 }
@@ -279,6 +284,7 @@ impl Swarm {
             ..TableConfig::default()
         };
         let gossip = gossip::GossipState::new(&config.gossip);
+        let bans = bans::BanState::new(&config);
         let inner = Arc::new(SwarmInner {
             keypair: keypair.clone(),
             local: OnceLock::new(),
@@ -299,6 +305,7 @@ impl Swarm {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             gossip,
+            bans,
             this: OnceLock::new(),
         });
         let _ = inner.this.set(Arc::downgrade(&inner));
@@ -683,7 +690,7 @@ impl InboundHandler for SwarmInner {
     }
 
     fn peer_event(&self, event: PeerEvent) {
-        let event = match event {
+        let swarm_event = match event.clone() {
             PeerEvent::Connected { peer, .. } => SwarmEvent::PeerConnected(peer),
             PeerEvent::Disconnected { peer, reason } => {
                 SwarmEvent::PeerDisconnected { peer, reason }
@@ -692,6 +699,11 @@ impl InboundHandler for SwarmInner {
                 SwarmEvent::HandshakeFailed { addr, reason }
             }
         };
-        self.emit(event);
+        self.emit(swarm_event);
+        self.bans_on_peer_event(&event);
+    }
+
+    fn banned(&self, id: Option<&NodeId>, ip: std::net::IpAddr) -> Option<crate::ban::BanTarget> {
+        self.bans.registry.check(id, ip)
     }
 }

@@ -5,10 +5,11 @@
 //! (sockets, handshake, session crypto) and the in-memory simulator both implement it, so everything above
 //! this line is the same code on both.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use futures::future::BoxFuture;
 
+use crate::ban::BanTarget;
 use crate::identity::NodeId;
 use crate::peer::NodeInfo;
 use crate::wire::pb;
@@ -57,6 +58,9 @@ pub enum TransportError {
     /// A connection limit refused the dial (`net.max_outbound` or `net.max_connections`).
     #[error("dial refused: {0} reached")]
     LimitReached(Limit),
+    /// The node, or the IP it is at, is banned here ([`crate::ban`]); no connection was made.
+    #[error("{0} is banned")]
+    Banned(BanTarget),
     /// The transport is shutting down.
     #[error("transport is shut down")]
     Shutdown,
@@ -118,6 +122,10 @@ pub enum CloseReason {
     /// The peer became unreachable (simulator: one side went offline, or a partition separates them).
     #[error("peer unreachable")]
     Unreachable,
+    /// The peer's id or IP is banned ([`crate::ban`]): refused at accept, right after the handshake, or
+    /// disconnected when the ban was made.
+    #[error("banned: {0}")]
+    Banned(BanTarget),
 }
 
 impl From<crate::wire::WireError> for CloseReason {
@@ -285,6 +293,13 @@ pub trait InboundHandler: Send + Sync + 'static {
 
     /// Reports a connection event. Must not block.
     fn peer_event(&self, event: PeerEvent);
+
+    /// The ban that refuses a connection with this peer, if any. Asked with `id` None when a connection
+    /// is accepted (before any handshake work), and with the authenticated id after every handshake and
+    /// before every dial. Must not block.
+    fn banned(&self, _id: Option<&NodeId>, _ip: IpAddr) -> Option<BanTarget> {
+        None
+    }
 }
 
 /// A network the Swarm can send envelopes over.
@@ -312,5 +327,11 @@ pub trait Transport: Send + Sync + 'static {
     /// Connection counts and limit counters (a transport without limits reports zeros).
     fn stats(&self) -> TransportStats {
         TransportStats::default()
+    }
+
+    /// Closes the open connection to `peer`, if any, with `reason`; returns whether there was one. (The
+    /// simulator has none to close.)
+    fn disconnect(&self, _peer: &NodeId, _reason: CloseReason) -> bool {
+        false
     }
 }

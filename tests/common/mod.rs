@@ -46,8 +46,12 @@ pub async fn start_many(n: usize, config: &Config) -> Vec<Swarm> {
 /// `boot` boot nodes that know each other, then `n` nodes bootstrapped from them (concurrently), all on
 /// loopback TCP in this process. Returns (boot nodes, other nodes).
 pub async fn network(boot: usize, n: usize) -> (Vec<Swarm>, Vec<Swarm>) {
+    network_with(boot, n, local_config()).await
+}
+
+/// Like [`network`], every node with `config`.
+pub async fn network_with(boot: usize, n: usize, config: Config) -> (Vec<Swarm>, Vec<Swarm>) {
     init_tracing();
-    let config = local_config();
     let boots = start_many(boot, &config).await;
     let boot_infos: Vec<kadmesh::NodeInfo> = boots.iter().map(|b| b.local_node()).collect();
     kadmesh::scenario::network::introduce(&boots).await.unwrap();
@@ -142,12 +146,17 @@ pub fn handshake_config(node: &Swarm) -> kadmesh::crypto::handshake::HandshakeCo
 }
 
 impl RawPeer {
-    /// Connects to `node` and completes the handshake.
+    /// Connects to `node` with a fresh identity and completes the handshake.
     pub async fn connect(node: &Swarm) -> RawPeer {
+        Self::connect_as(node, kadmesh::Keypair::random()).await
+    }
+
+    /// Connects to `node` as `keypair` and completes the handshake (on our side: a node that refuses
+    /// the id closes the connection right after).
+    pub async fn connect_as(node: &Swarm, keypair: kadmesh::Keypair) -> RawPeer {
         use futures::{SinkExt, StreamExt};
         use kadmesh::crypto::handshake::Initiator;
         use kadmesh::wire;
-        let keypair = kadmesh::Keypair::random();
         let stream = tokio::net::TcpStream::connect(node.local_node().addr)
             .await
             .unwrap();

@@ -209,6 +209,11 @@ pub async fn post(url: &str, body: Value) -> (StatusCode, Value) {
     json_of(client().post(url).json(&body).send().await.unwrap()).await
 }
 
+/// DELETE a resource.
+pub async fn delete(url: &str) -> (StatusCode, Value) {
+    json_of(client().delete(url).send().await.unwrap()).await
+}
+
 /// POST raw bytes with a content type (or none).
 pub async fn post_raw(url: &str, content_type: Option<&str>, body: &str) -> (StatusCode, Value) {
     let mut req = client().post(url).body(body.to_owned());

@@ -1,7 +1,7 @@
 //! The TCP transport: a listener with connection, per-IP and pending-handshake limits, a
 //! [`ConnectionPool`] of authenticated connections, and the [`Transport`] implementation the Swarm uses.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 
 use futures::future::BoxFuture;
@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::NetConfig;
 use crate::crypto::handshake::HandshakeConfig;
-use crate::identity::Keypair;
+use crate::identity::{Keypair, NodeId};
 use crate::peer::NodeInfo;
 use crate::transport::{
     CloseReason, Direction, InboundHandler, Limit, Transport, TransportError, TransportStats,
@@ -47,6 +47,16 @@ pub(crate) struct TcpContext {
     pub(crate) live: watch::Sender<usize>,
     /// Connection admission and limit counters.
     pub(crate) limits: Arc<limits::Limits>,
+}
+
+impl TcpContext {
+    /// Fails with [`CloseReason::Banned`] if the peer (id after authentication, else IP) is banned.
+    pub(crate) fn check_ban(&self, id: Option<&NodeId>, ip: IpAddr) -> Result<(), CloseReason> {
+        match self.handler.upgrade().and_then(|h| h.banned(id, ip)) {
+            Some(ban) => Err(CloseReason::Banned(ban)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The TCP [`Transport`].
@@ -134,7 +144,11 @@ async fn accept_loop(ctx: Arc<TcpContext>, pool: Arc<ConnectionPool>, listener: 
                 }
             },
         };
-        let permit = match admit(&ctx, remote) {
+        // A banned IP costs nothing: refused before any limit bookkeeping or handshake work.
+        let permit = match ctx
+            .check_ban(None, remote.ip())
+            .and_then(|()| admit(&ctx, remote))
+        {
             Ok(permit) => permit,
             Err(reason) => {
                 tracing::debug!(%remote, %reason, "refusing inbound connection");
@@ -152,6 +166,10 @@ async fn accept_loop(ctx: Arc<TcpContext>, pool: Arc<ConnectionPool>, listener: 
                 _ = ctx2.cancel.cancelled() => return,
             };
             drop(pending);
+            let accepted = accepted.and_then(|a| {
+                ctx2.check_ban(Some(&a.established.remote), remote.ip())
+                    .map(|()| a)
+            });
             match accepted {
                 Ok(authenticated) => {
                     let peer = connection::peer_info(
@@ -231,5 +249,9 @@ impl Transport for TcpTransport {
 
     fn stats(&self) -> TransportStats {
         self.ctx.limits.stats()
+    }
+
+    fn disconnect(&self, peer: &NodeId, reason: CloseReason) -> bool {
+        self.pool.get(peer).map(|h| h.close(reason)).is_some()
     }
 }

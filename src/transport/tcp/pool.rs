@@ -90,6 +90,9 @@ impl ConnectionPool {
                 reason: "connection to ourselves".into(),
             });
         }
+        if let Err(CloseReason::Banned(ban)) = self.ctx.check_ban(Some(&node.id), node.addr.ip()) {
+            return Err(TransportError::Banned(ban));
+        }
         loop {
             if self.ctx.cancel.is_cancelled() {
                 return Err(TransportError::Shutdown);
@@ -158,6 +161,11 @@ impl ConnectionPool {
                 r = dial => r,
                 _ = pool.ctx.cancel.cancelled() => Err(CloseReason::Shutdown),
             };
+            let outcome = outcome.and_then(|a| {
+                pool.ctx
+                    .check_ban(Some(&a.established.remote), node.addr.ip())
+                    .map(|()| a)
+            });
             let result = match outcome {
                 Ok(authenticated) => {
                     let peer = connection::peer_info(
@@ -276,6 +284,7 @@ fn prefer_new(old: &ConnectionHandle, new: &ConnectionHandle) -> bool {
 fn dial_error(node: &NodeInfo, reason: CloseReason) -> TransportError {
     match reason {
         CloseReason::Shutdown => TransportError::Shutdown,
+        CloseReason::Banned(ban) => TransportError::Banned(ban),
         CloseReason::Handshake(e) => TransportError::Handshake {
             addr: node.addr,
             reason: e.to_string(),
