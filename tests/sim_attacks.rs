@@ -346,6 +346,8 @@ fn churn_keeps_the_network_size_and_frees_departed_nodes() {
             c.series.iter().all(|m| m.tasks <= c.tasks_start + 10),
             "{c:?}"
         );
+        assert_eq!(c.stale_share_end, churn::stale_share(&net.nodes));
+        assert!((0.0..=1.0).contains(&c.stale_share_end));
         net.shutdown().await;
     });
 }

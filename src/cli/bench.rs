@@ -333,6 +333,10 @@ fn print_churn(c: &ChurnSection) {
         "           RSS   {:>7.0} MiB {:>4.0} MiB (peak {:.0} MiB)",
         c.rss_start_mb, c.rss_end_mb, c.peak_rss_mb
     );
+    println!(
+        "           {:.1}% of the routing-table entries name departed nodes at the end",
+        c.stale_share_end * 100.0
+    );
 }
 
 fn run_latency(args: &BenchArgs) -> CliResult {

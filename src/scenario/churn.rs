@@ -4,9 +4,10 @@
 //! After the usual build and bootstrap, every virtual minute: `churn_percent` of the live nodes (never
 //! boot nodes, drawn with the seed) shut down, as many new nodes (new identities) start and bootstrap
 //! from the boot nodes, then `lookups` lookups run, each of a random live node by another; then the
-//! minute runs out and the network is sampled: nodes, open connections, runtime tasks and resident
-//! memory. The first sample is taken after the initial bootstrap, so "flat" compares like with like.
+//! minute runs out and the network is sampled: nodes, open connections, runtime tasks, resident
+//! memory, and the share of routing-table entries that name departed nodes. The first sample is taken after the initial bootstrap, so "flat" compares like with like.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -18,8 +19,10 @@ use super::params::ScenarioParams;
 use super::progress::Stage;
 use super::report::{ChurnMinute, ChurnSection, Report, Spread, peak_rss_mb, rate, rss_mb};
 use crate::error::Error;
+use crate::identity::NodeId;
 use crate::peer::NodeInfo;
 use crate::sim::SimNetwork;
+use crate::swarm::Swarm;
 
 /// One virtual minute.
 const MINUTE: Duration = Duration::from_secs(60);
@@ -32,10 +35,12 @@ struct Footprint {
     connections: u64,
     tasks: usize,
     rss_mb: f64,
+    stale_share: f64,
 }
 
 impl Footprint {
-    fn now(sim: &SimNetwork) -> Self {
+    /// Samples the network whose live nodes are `live`.
+    fn now(sim: &SimNetwork, live: &[Swarm]) -> Self {
         let stats = sim.stats();
         Self {
             nodes: stats.nodes,
@@ -44,8 +49,22 @@ impl Footprint {
                 .metrics()
                 .num_alive_tasks(),
             rss_mb: rss_mb(),
+            stale_share: stale_share(live),
         }
     }
+}
+
+/// The share of the routing-table entries of `live` nodes that name nodes no longer live.
+pub fn stale_share(live: &[Swarm]) -> f64 {
+    let ids: BTreeSet<NodeId> = live.iter().map(|n| n.local_node().id).collect();
+    let (mut entries, mut stale) = (0, 0);
+    for node in live {
+        for (_, bucket) in node.table_snapshot() {
+            entries += bucket.len();
+            stale += bucket.iter().filter(|n| !ids.contains(&n.id)).count();
+        }
+    }
+    rate(stale, entries)
 }
 
 /// Nodes that leave (and join) in a minute: `percent` of `live`, rounded, sparing the boot nodes.
@@ -68,7 +87,7 @@ pub async fn run(net: &mut Network, params: &ScenarioParams) -> Result<ChurnSect
         .collect();
     let config = params.node_config();
     sim.run_until_idle().await;
-    let start = Footprint::now(&sim);
+    let start = Footprint::now(&sim, &net.nodes);
     let mut section = ChurnSection {
         churn_percent: params.churn_percent,
         minutes: params.minutes(),
@@ -103,7 +122,7 @@ pub async fn run(net: &mut Network, params: &ScenarioParams) -> Result<ChurnSect
         let tally =
             attack::honest_lookups(&net.nodes, &everyone, None, params.lookups, &mut net.rng).await;
         tokio::time::sleep_until(ends).await;
-        let at = Footprint::now(&sim);
+        let at = Footprint::now(&sim, &net.nodes);
         section.departed += count;
         section.joined += count;
         section.join_failures += failures;
@@ -121,11 +140,12 @@ pub async fn run(net: &mut Network, params: &ScenarioParams) -> Result<ChurnSect
             connections: at.connections,
             tasks: at.tasks,
             rss_mb: at.rss_mb,
+            stale_share: at.stale_share,
         });
         stage.inc();
     }
     drop(stage);
-    let end = Footprint::now(&sim);
+    let end = Footprint::now(&sim, &net.nodes);
     section.lookup_success_rate = rate(section.succeeded, section.lookups);
     section.rounds = Spread::of(&mut rounds);
     section.findnode_rpcs = Spread::of(&mut rpcs);
@@ -134,6 +154,7 @@ pub async fn run(net: &mut Network, params: &ScenarioParams) -> Result<ChurnSect
     section.tasks_end = end.tasks;
     section.connections_end = end.connections;
     section.nodes_end = end.nodes;
+    section.stale_share_end = end.stale_share;
     Ok(section)
 }
 

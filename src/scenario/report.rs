@@ -214,6 +214,8 @@ pub struct ChurnMinute {
     pub tasks: usize,
     /// Resident memory of the process, MiB.
     pub rss_mb: f64,
+    /// Share of the live nodes' routing-table entries that name departed nodes.
+    pub stale_share: f64,
 }
 
 /// Nodes leaving and joining every virtual minute while live nodes look each other up (`churn`). The
@@ -260,6 +262,8 @@ pub struct ChurnSection {
     pub nodes_start: u64,
     /// Nodes in the simulated network at the end.
     pub nodes_end: u64,
+    /// Share of the live nodes' routing-table entries that name departed nodes, at the end.
+    pub stale_share_end: f64,
     /// Minute by minute.
     pub series: Vec<ChurnMinute>,
 }
