@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use rand::RngExt;
 use rand::rngs::StdRng;
 
+use super::network::Network;
 use super::params::ScenarioParams;
 use super::progress::Stage;
 use super::report::{AttackSection, Spread, rate};
@@ -118,17 +119,20 @@ pub fn attacker_entries(node: &Swarm, attackers: &BTreeSet<NodeId>) -> usize {
         .count()
 }
 
-/// The `attack` section: attacker entries counted now in the tables of `nodes[honest]` (and of
-/// `nodes[victim]`), the lookups of `tally`, and the simulator's forged answers.
-pub fn section(
+/// Runs `lookups` lookups among the `honest` nodes of `net` (see [`honest_lookups`]), then returns the
+/// `attack` section: those lookups, the attacker entries counted now in the honest tables (and the
+/// victim's), and the answers `sim` forged.
+pub async fn measure(
     params: &ScenarioParams,
+    net: &mut Network,
     sim: &SimNetwork,
-    nodes: &[Swarm],
     honest: &[usize],
     attackers: &BTreeSet<NodeId>,
     victim: Option<usize>,
-    mut tally: Tally,
+    lookups: usize,
 ) -> AttackSection {
+    let mut tally = honest_lookups(&net.nodes, honest, victim, lookups, &mut net.rng).await;
+    let nodes = &net.nodes;
     let entries: Vec<usize> = honest
         .iter()
         .map(|&i| attacker_entries(&nodes[i], attackers))

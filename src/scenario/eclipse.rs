@@ -95,23 +95,9 @@ impl Eclipse {
     /// Runs `lookups` honest lookups and returns the `attack` section.
     pub async fn attack(&mut self, params: &ScenarioParams, lookups: usize) -> AttackSection {
         let honest: Vec<usize> = (0..self.net.nodes.len()).collect();
-        let tally = attack::honest_lookups(
-            &self.net.nodes,
-            &honest,
-            Some(self.victim),
-            lookups,
-            &mut self.net.rng,
-        )
-        .await;
-        attack::section(
-            params,
-            &self.sim,
-            &self.net.nodes,
-            &honest,
-            &self.sybil_ids,
-            Some(self.victim),
-            tally,
-        )
+        let victim = Some(self.victim);
+        let (net, sim, ids) = (&mut self.net, &self.sim, &self.sybil_ids);
+        attack::measure(params, net, sim, &honest, ids, victim, lookups).await
     }
 
     /// Shuts the Sybils and the network down.

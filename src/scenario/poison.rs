@@ -63,18 +63,8 @@ impl Poison {
     /// Runs `lookups` honest lookups and returns the `attack` section.
     pub async fn attack(&mut self, params: &ScenarioParams, lookups: usize) -> AttackSection {
         let honest = self.net.healthy();
-        let tally =
-            attack::honest_lookups(&self.net.nodes, &honest, None, lookups, &mut self.net.rng)
-                .await;
-        attack::section(
-            params,
-            &self.sim,
-            &self.net.nodes,
-            &honest,
-            &self.colluder_ids,
-            None,
-            tally,
-        )
+        let (net, sim, ids) = (&mut self.net, &self.sim, &self.colluder_ids);
+        attack::measure(params, net, sim, &honest, ids, None, lookups).await
     }
 }
 
