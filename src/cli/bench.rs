@@ -3,14 +3,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
 use super::CliResult;
 use crate::scenario::connections::{self, ConnectionsParams};
 use crate::scenario::latency::{self, LatencyParams};
-use crate::scenario::params::{FaultKind, ScenarioParams, TransportKind};
-use crate::scenario::report::{GossipSection, Report};
+use crate::scenario::params::{FaultKind, ScenarioParams, StrategyKind, TransportKind};
+use crate::scenario::report::{AttackSection, ChurnSection, GossipSection, Report};
 use crate::scenario::{self, ScenarioKind};
 
 /// Arguments of `kadmesh bench`.
@@ -41,16 +42,18 @@ pub struct BenchArgs {
     /// Lookup parallelism.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub alpha: u32,
-    /// Percent of the nodes that are faulty (never boot nodes).
-    #[arg(long, default_value_t = 0.0)]
-    pub faulty: f64,
+    /// Percent of the nodes that are faulty (never boot nodes); poison: colluders [default: 0; poison
+    /// 20].
+    #[arg(long)]
+    pub faulty: Option<f64>,
     /// What faulty nodes do.
     #[arg(long, value_enum, default_value_t = FaultKind::None)]
     pub fault: FaultKind,
     /// Loss probability of the drop fault.
     #[arg(long, default_value_t = 0.5)]
     pub drop_rate: f64,
-    /// Sends to unknown nodes to measure [default: 1000; 100 on tcp].
+    /// Sends to unknown nodes (unknown), lookups (eclipse, poison) or lookups per virtual minute (churn)
+    /// [default: 1000; 100 on tcp; churn 100].
     #[arg(long)]
     pub lookups: Option<u32>,
     /// Round trips to measure (latency).
@@ -74,6 +77,19 @@ pub struct BenchArgs {
     /// Gossip fanout of every node (gossip) [default: the `gossip.fanout` default, 8].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub fanout: Option<u32>,
+    /// Sybil identities, on top of the honest nodes (eclipse).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    pub attackers: u32,
+    /// How adversaries answer FindNode (eclipse, poison) [default: eclipse colluders; poison mixed].
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyKind>,
+    /// Percent of the live nodes replaced every virtual minute (churn).
+    #[arg(long, default_value_t = 20.0)]
+    pub churn: f64,
+    /// Virtual time of the churn, whole minutes, e.g. 5m or 1h (churn).
+    #[arg(long, value_name = "DURATION", default_value = "60m",
+          value_parser = humantime_serde::re::humantime::parse_duration)]
+    pub duration: Duration,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -113,12 +129,20 @@ pub fn run(args: BenchArgs) -> CliResult {
         bucket_count: args.bucket_count as usize,
         min_table: args.min_table as usize,
         alpha: args.alpha as usize,
-        faulty_percent: args.faulty,
+        faulty_percent: args.faulty.unwrap_or(match args.scenario {
+            ScenarioKind::Poison => 20.0,
+            _ => 0.0,
+        }),
         fault: args.fault,
         drop_rate: args.drop_rate,
-        lookups: args
-            .lookups
-            .map_or(if small { 100 } else { 1000 }, |n| n as usize),
+        lookups: args.lookups.map_or(
+            if small || args.scenario == ScenarioKind::Churn {
+                100
+            } else {
+                1000
+            },
+            |n| n as usize,
+        ),
         messages: args.messages as usize,
         size: args.size as usize,
         seed: args.seed,
@@ -126,8 +150,15 @@ pub fn run(args: BenchArgs) -> CliResult {
         fanout: args
             .fanout
             .map_or(ScenarioParams::default().fanout, |f| f as usize),
+        attackers: args.attackers as usize,
+        strategy: args.strategy.unwrap_or(match args.scenario {
+            ScenarioKind::Eclipse => StrategyKind::Colluders,
+            _ => StrategyKind::Mixed,
+        }),
+        churn_percent: args.churn,
+        duration: args.duration,
     };
-    params.validate()?;
+    scenario::validate(args.scenario, &params)?;
     scenario::progress::enable(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let runtime = scenario::runtime_for(&params)?;
     let report = runtime.block_on(scenario::run(args.scenario, &params))?;
@@ -201,6 +232,12 @@ fn print_report(r: &Report) {
     if let Some(g) = &r.gossip {
         print_gossip(g, r.nodes, &r.time_base);
     }
+    if let Some(a) = &r.attack {
+        print_attack(a);
+    }
+    if let Some(c) = &r.churn {
+        print_churn(c);
+    }
     println!(
         "wall {:.0} ms, peak RSS {:.0} MiB",
         r.wall_ms, r.peak_rss_mb
@@ -230,6 +267,75 @@ fn print_gossip(g: &GossipSection, nodes: usize, time_base: &str) {
         ms(t.p50),
         ms(t.p90),
         ms(t.p100)
+    );
+}
+
+fn print_attack(a: &AttackSection) {
+    println!(
+        "attack     {} attackers ({}): attacker entries in honest tables max {} (target <= 10), mean \
+         {:.1}, {} tables with any",
+        a.attackers,
+        a.strategy,
+        a.attacker_entries_max,
+        a.attacker_entries_mean,
+        a.honest_tables_with_attackers
+    );
+    if let (Some(entries), Some(size)) = (a.victim_attacker_entries, a.victim_table_size) {
+        println!("           victim: {entries} attacker entries of {size}");
+    }
+    println!(
+        "           honest lookups {}/{} found ({:.1}%, target >= 99%), rounds median {} p99 {}, \
+         FindNode RPCs median {} p99 {}",
+        a.succeeded,
+        a.lookups,
+        a.honest_lookup_success_rate * 100.0,
+        a.rounds.median,
+        a.rounds.p99,
+        a.findnode_rpcs.median,
+        a.findnode_rpcs.p99
+    );
+    if let (Some(n), Some(rate)) = (a.victim_lookups, a.victim_lookup_success_rate) {
+        println!(
+            "           of them by the victim: {n}, {:.1}% found",
+            rate * 100.0
+        );
+    }
+    println!(
+        "           {} forged FindNode answers, {} rejected by honest nodes",
+        a.forged_responses, a.rejected_responses
+    );
+}
+
+fn print_churn(c: &ChurnSection) {
+    println!(
+        "churn      {}% a minute for {} virtual minutes: {} left, {} joined ({} joins failed)",
+        c.churn_percent, c.minutes, c.departed, c.joined, c.join_failures
+    );
+    println!(
+        "           lookups {}/{} found ({:.1}%, target >= 95%), rounds median {} p99 {}, FindNode RPCs \
+         median {} p99 {}",
+        c.succeeded,
+        c.lookups,
+        c.lookup_success_rate * 100.0,
+        c.rounds.median,
+        c.rounds.p99,
+        c.findnode_rpcs.median,
+        c.findnode_rpcs.p99
+    );
+    println!("                      start      end");
+    println!("           nodes {:>10} {:>8}", c.nodes_start, c.nodes_end);
+    println!(
+        "           conns {:>10} {:>8}",
+        c.connections_start, c.connections_end
+    );
+    println!("           tasks {:>10} {:>8}", c.tasks_start, c.tasks_end);
+    println!(
+        "           RSS   {:>7.0} MiB {:>4.0} MiB (peak {:.0} MiB)",
+        c.rss_start_mb, c.rss_end_mb, c.peak_rss_mb
+    );
+    println!(
+        "           {:.1}% of the routing-table entries name departed nodes at the end",
+        c.stale_share_end * 100.0
     );
 }
 

@@ -7,11 +7,15 @@
 
 use std::fmt;
 
+pub mod attack;
+pub mod churn;
 pub mod connections;
+pub mod eclipse;
 pub mod gossip;
 pub mod latency;
 pub mod network;
 pub mod params;
+pub mod poison;
 pub mod progress;
 pub mod report;
 pub mod rows;
@@ -19,7 +23,7 @@ pub mod stats;
 pub mod unknown;
 
 use network::Network;
-use params::{FaultKind, ScenarioParams};
+use params::{FaultKind, ParamError, ScenarioParams, TransportKind};
 use report::Report;
 
 use crate::error::Error;
@@ -48,6 +52,15 @@ pub enum ScenarioKind {
     /// After bootstrap, random non-faulty nodes broadcast by gossip, one after another; coverage,
     /// duplicates, messages and time to coverage of each broadcast.
     Gossip,
+    /// Sybils from one /24 try to fill a victim's table and answer lookups with each other; honest
+    /// nodes then look up honest targets (simulator only).
+    Eclipse,
+    /// Colluders that joined normally answer FindNode with garbage or only each other; honest nodes
+    /// look up honest targets (simulator only).
+    Poison,
+    /// Every virtual minute some nodes leave and new ones join while live nodes look each other up;
+    /// lookup success and the network's footprint over time (simulator only).
+    Churn,
 }
 
 impl fmt::Display for ScenarioKind {
@@ -61,6 +74,9 @@ impl fmt::Display for ScenarioKind {
             ScenarioKind::Latency => "latency",
             ScenarioKind::Connections => "connections",
             ScenarioKind::Gossip => "gossip",
+            ScenarioKind::Eclipse => "eclipse",
+            ScenarioKind::Poison => "poison",
+            ScenarioKind::Churn => "churn",
         })
     }
 }
@@ -96,6 +112,9 @@ pub async fn run(kind: ScenarioKind, params: &ScenarioParams) -> Result<Report, 
                 _ => rows::find_node(&testbed, params, &mut report).await?,
             }
         }
+        ScenarioKind::Eclipse => eclipse::run(params, &mut report).await?,
+        ScenarioKind::Poison => poison::run(params, &mut report).await?,
+        ScenarioKind::Churn => churn::run_scenario(params, &mut report).await?,
         ScenarioKind::Connections => {
             return Err(Error::Unsupported(
                 "the connections scenario through scenario::run",
@@ -106,6 +125,68 @@ pub async fn run(kind: ScenarioKind, params: &ScenarioParams) -> Result<Report, 
     report.wall_ms = wall.elapsed().as_secs_f64() * 1e3;
     report.peak_rss_mb = report::peak_rss_mb();
     Ok(report)
+}
+
+/// Checks `params` for `kind`: [`ScenarioParams::validate`], and the simulator-only scenarios' own
+/// limits (no faults beside their own adversaries, at most [`MAX_SIM_NODES`](crate::sim::MAX_SIM_NODES)
+/// nodes over the whole run).
+pub fn validate(kind: ScenarioKind, params: &ScenarioParams) -> Result<(), ParamError> {
+    params.validate()?;
+    let err = |name, reason: String| Err(ParamError { name, reason });
+    if !matches!(
+        kind,
+        ScenarioKind::Eclipse | ScenarioKind::Poison | ScenarioKind::Churn
+    ) {
+        return Ok(());
+    }
+    if params.transport != TransportKind::Sim {
+        return err(
+            "--transport",
+            format!("the {kind} scenario runs on sim only"),
+        );
+    }
+    if params.fault != FaultKind::None {
+        return err(
+            "--fault",
+            format!("the {kind} scenario brings its own misbehaviour"),
+        );
+    }
+    let max = crate::sim::MAX_SIM_NODES as usize;
+    match kind {
+        ScenarioKind::Eclipse if params.attackers == 0 => {
+            err("--attackers", "must be at least 1".into())
+        }
+        ScenarioKind::Eclipse if params.nodes.saturating_add(params.attackers) > max => err(
+            "--attackers",
+            format!(
+                "{} nodes and attackers exceed the simulator's {max}",
+                params.nodes
+            ),
+        ),
+        ScenarioKind::Poison if params.faulty_share() == 0 => err(
+            "--faulty",
+            format!(
+                "{}% of {} nodes is no colluder",
+                params.faulty_percent, params.nodes
+            ),
+        ),
+        ScenarioKind::Churn => {
+            let per_minute =
+                churn::churn_count(params.churn_percent, params.nodes, params.boot_nodes);
+            let minutes = usize::try_from(params.minutes()).unwrap_or(usize::MAX);
+            let total = per_minute
+                .saturating_mul(minutes)
+                .saturating_add(params.nodes);
+            if total > max {
+                return err(
+                    "--duration",
+                    format!("{total} nodes over the run exceed the simulator's {max}"),
+                );
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn base_report(kind: ScenarioKind, params: &ScenarioParams) -> Report {
@@ -156,6 +237,14 @@ fn check_expected(params: &ScenarioParams, report: &mut Report) {
                 need * 100.0
             ));
         }
+    }
+    if let Some(c) = &report.churn
+        && c.nodes_end != c.nodes_start
+    {
+        report.failures.push(format!(
+            "the network held {} nodes after the churn, {} before",
+            c.nodes_end, c.nodes_start
+        ));
     }
     if let Some(m) = &report.messages {
         let need = required_delivery(params);

@@ -66,6 +66,14 @@ impl Testbed {
         }
     }
 
+    /// The simulated network, for scenarios that only run on it.
+    pub fn sim(&self) -> Result<&SimNetwork, Error> {
+        match self {
+            Testbed::Sim(net) => Ok(net),
+            Testbed::Tcp => Err(Error::Unsupported("this scenario on real TCP")),
+        }
+    }
+
     /// "virtual" or "wall": what `tokio::time` measures here.
     pub fn time_base(&self) -> &'static str {
         match self {
@@ -102,6 +110,20 @@ pub async fn introduce(boots: &[Swarm]) -> Result<(), Error> {
     first_error.map_or(Ok(()), Err)
 }
 
+/// Picks `count` of `nodes` nodes with `rng`, never one of the first `boot_nodes`.
+pub fn pick_non_boot(
+    nodes: usize,
+    boot_nodes: usize,
+    count: usize,
+    rng: &mut StdRng,
+) -> BTreeSet<usize> {
+    let eligible = nodes.saturating_sub(boot_nodes);
+    sample(rng, eligible, count.min(eligible))
+        .into_iter()
+        .map(|i| i + boot_nodes)
+        .collect()
+}
+
 /// Picks the faulty nodes (never the first `boot_nodes`) with `rng` and applies the fault to them.
 pub fn make_faulty(
     testbed: &Testbed,
@@ -109,12 +131,7 @@ pub fn make_faulty(
     nodes: &[Swarm],
     rng: &mut StdRng,
 ) -> Result<BTreeSet<usize>, Error> {
-    let eligible = nodes.len().saturating_sub(params.boot_nodes);
-    let count = params.faulty_count().min(eligible);
-    let faulty: BTreeSet<usize> = sample(rng, eligible, count)
-        .into_iter()
-        .map(|i| i + params.boot_nodes)
-        .collect();
+    let faulty = pick_non_boot(nodes.len(), params.boot_nodes, params.faulty_count(), rng);
     for &i in &faulty {
         testbed.set_fault(&nodes[i], params.fault)?;
     }
@@ -139,6 +156,20 @@ impl Network {
     /// Starts the nodes, marks the faulty ones, bootstraps everyone from the boot nodes, then runs one
     /// round of the periodic table refresh on every node.
     pub async fn build(params: &ScenarioParams) -> Result<Network, Error> {
+        Self::build_marking(params, make_faulty).await
+    }
+
+    /// Like [`Network::build`], with `mark` choosing the faulty nodes and making them misbehave, after
+    /// every node started and before any bootstraps (`build` passes [`make_faulty`]).
+    pub async fn build_marking(
+        params: &ScenarioParams,
+        mark: impl FnOnce(
+            &Testbed,
+            &ScenarioParams,
+            &[Swarm],
+            &mut StdRng,
+        ) -> Result<BTreeSet<usize>, Error>,
+    ) -> Result<Network, Error> {
         let testbed = Testbed::new(params)?;
         let mut rng = StdRng::seed_from_u64(params.seed);
         let config = params.node_config();
@@ -149,7 +180,7 @@ impl Network {
             stage.inc();
         }
         drop(stage);
-        let faulty = make_faulty(&testbed, params, &nodes, &mut rng)?;
+        let faulty = mark(&testbed, params, &nodes, &mut rng)?;
         let boot: Vec<NodeInfo> = nodes[..params.boot_nodes]
             .iter()
             .map(|n| n.local_node())

@@ -1,8 +1,10 @@
 //! Parameters shared by the scenarios (the columns of the seed's table).
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::config::Config;
+use crate::sim::Forgery;
 
 /// Which network the nodes run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -42,6 +44,42 @@ impl fmt::Display for FaultKind {
             FaultKind::Drop => "drop",
             FaultKind::Delay => "delay",
             FaultKind::Disconnect => "disconnect",
+        })
+    }
+}
+
+/// How the adversaries of `eclipse` and `poison` answer FindNode requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StrategyKind {
+    /// Half of them (every other one) garbage, the other half only colluders.
+    Mixed,
+    /// Random bytes that do not decode.
+    Garbage,
+    /// Only colluders, the closest to the target first.
+    Colluders,
+    /// A well-formed, empty answer.
+    Empty,
+}
+
+impl StrategyKind {
+    /// What the `i`-th adversary answers.
+    pub fn role(self, i: usize) -> Forgery {
+        match self {
+            StrategyKind::Mixed if i.is_multiple_of(2) => Forgery::Garbage,
+            StrategyKind::Mixed | StrategyKind::Colluders => Forgery::OnlyColluders,
+            StrategyKind::Garbage => Forgery::Garbage,
+            StrategyKind::Empty => Forgery::Empty,
+        }
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StrategyKind::Mixed => "mixed",
+            StrategyKind::Garbage => "garbage",
+            StrategyKind::Colluders => "colluders",
+            StrategyKind::Empty => "empty",
         })
     }
 }
@@ -91,6 +129,14 @@ pub struct ScenarioParams {
     pub broadcasts: usize,
     /// Gossip fanout of every node (`gossip.fanout`).
     pub fanout: usize,
+    /// Sybil identities (eclipse), on top of `nodes` honest ones.
+    pub attackers: usize,
+    /// How adversaries answer FindNode requests (eclipse, poison).
+    pub strategy: StrategyKind,
+    /// Share of the live nodes that leave, and of new ones that join, every virtual minute (churn).
+    pub churn_percent: f64,
+    /// Virtual time the churn runs for, whole minutes (churn).
+    pub duration: Duration,
 }
 
 impl Default for ScenarioParams {
@@ -112,6 +158,10 @@ impl Default for ScenarioParams {
             seed: 1,
             broadcasts: 20,
             fanout: crate::config::GossipConfig::default().fanout,
+            attackers: 1000,
+            strategy: StrategyKind::Mixed,
+            churn_percent: 20.0,
+            duration: Duration::from_secs(3600),
         }
     }
 }
@@ -143,6 +193,21 @@ impl ScenarioParams {
         }
         if self.broadcasts == 0 {
             return err("--broadcasts", "must be at least 1".into());
+        }
+        if !(0.0..=100.0).contains(&self.churn_percent) {
+            return err(
+                "--churn",
+                format!("{} is outside 0..=100", self.churn_percent),
+            );
+        }
+        if self.duration < Duration::from_secs(60) || !self.duration.as_secs().is_multiple_of(60) {
+            return err(
+                "--duration",
+                format!(
+                    "{:?} is not a whole number of minutes (at least 1m)",
+                    self.duration
+                ),
+            );
         }
         if self.transport == TransportKind::Tcp
             && self.fault != FaultKind::None
@@ -195,9 +260,20 @@ impl ScenarioParams {
         if self.fault == FaultKind::None {
             return 0;
         }
-        let eligible = self.nodes - self.boot_nodes;
+        self.faulty_share()
+    }
+
+    /// `faulty_percent` of the nodes, at most the non-boot nodes, whatever the fault (poison's
+    /// colluders).
+    pub fn faulty_share(&self) -> usize {
+        let eligible = self.nodes.saturating_sub(self.boot_nodes);
         ((self.faulty_percent / 100.0) * self.nodes as f64)
             .round()
             .min(eligible as f64) as usize
+    }
+
+    /// Whole virtual minutes of churn.
+    pub fn minutes(&self) -> u64 {
+        self.duration.as_secs() / 60
     }
 }

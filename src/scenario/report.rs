@@ -151,6 +151,136 @@ pub struct GossipSection {
     pub time_to_coverage_ms: CoverageTimes,
 }
 
+/// Adversaries and how honest lookups fared against them (`eclipse`, `poison`). "Honest" nodes are the
+/// non-adversarial ones; table counts are taken at the end of the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AttackSection {
+    /// Adversarial identities.
+    pub attackers: usize,
+    /// How they answered FindNode requests (`mixed`, `garbage`, `colluders`, `empty`).
+    pub strategy: String,
+    /// Most attacker entries in any honest node's routing table.
+    pub attacker_entries_max: usize,
+    /// Mean attacker entries per honest routing table.
+    pub attacker_entries_mean: f64,
+    /// Honest nodes with at least one attacker in their table.
+    pub honest_tables_with_attackers: usize,
+    /// Attacker entries in the victim's table (`eclipse`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub victim_attacker_entries: Option<usize>,
+    /// Size of the victim's table (`eclipse`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub victim_table_size: Option<usize>,
+    /// Lookups of honest targets by honest nodes.
+    pub lookups: usize,
+    /// Lookups that found their target.
+    pub succeeded: usize,
+    /// `succeeded / lookups`.
+    pub honest_lookup_success_rate: f64,
+    /// Of the lookups, those run by the victim (`eclipse`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub victim_lookups: Option<usize>,
+    /// Success rate of the victim's lookups (`eclipse`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub victim_lookup_success_rate: Option<f64>,
+    /// Hops of the successful lookups.
+    pub rounds: Spread,
+    /// FindNode requests per successful lookup.
+    pub findnode_rpcs: Spread,
+    /// FindNode answers the simulator forged for the adversaries over the whole run.
+    pub forged_responses: u64,
+    /// FindNode responses the honest nodes rejected (malformed or oversized) over the whole run.
+    pub rejected_responses: u64,
+}
+
+/// One virtual minute of the churn scenario, sampled at its end.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ChurnMinute {
+    /// Minute number, from 1.
+    pub minute: u64,
+    /// Nodes that left.
+    pub departed: usize,
+    /// Nodes that joined.
+    pub joined: usize,
+    /// Lookups run.
+    pub lookups: usize,
+    /// Their success rate.
+    pub success_rate: f64,
+    /// Nodes in the simulated network.
+    pub nodes: u64,
+    /// Open connections.
+    pub connections: u64,
+    /// Tasks alive in the runtime.
+    pub tasks: usize,
+    /// Resident memory of the process, MiB.
+    pub rss_mb: f64,
+    /// Share of the live nodes' routing-table entries that name departed nodes.
+    pub stale_share: f64,
+}
+
+/// Nodes leaving and joining every virtual minute while live nodes look each other up (`churn`). The
+/// `*_start` figures are sampled after the initial bootstrap, the `*_end` ones after the last minute.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ChurnSection {
+    /// Share of the live nodes replaced every minute, percent.
+    pub churn_percent: f64,
+    /// Virtual minutes run.
+    pub minutes: u64,
+    /// Lookups run every minute.
+    pub lookups_per_minute: usize,
+    /// Nodes that left in all.
+    pub departed: usize,
+    /// Nodes that joined in all.
+    pub joined: usize,
+    /// Joining nodes whose bootstrap failed (they stay in the network).
+    pub join_failures: usize,
+    /// Lookups of live nodes by live nodes.
+    pub lookups: usize,
+    /// Lookups that found their target.
+    pub succeeded: usize,
+    /// `succeeded / lookups`.
+    pub lookup_success_rate: f64,
+    /// Hops of the successful lookups.
+    pub rounds: Spread,
+    /// FindNode requests per successful lookup.
+    pub findnode_rpcs: Spread,
+    /// Peak resident memory of the process over the run, MiB.
+    pub peak_rss_mb: f64,
+    /// Resident memory after the initial bootstrap, MiB.
+    pub rss_start_mb: f64,
+    /// Resident memory at the end, MiB.
+    pub rss_end_mb: f64,
+    /// Tasks alive in the runtime after the initial bootstrap.
+    pub tasks_start: usize,
+    /// Tasks alive at the end.
+    pub tasks_end: usize,
+    /// Open connections after the initial bootstrap.
+    pub connections_start: u64,
+    /// Open connections at the end.
+    pub connections_end: u64,
+    /// Nodes in the simulated network after the initial bootstrap.
+    pub nodes_start: u64,
+    /// Nodes in the simulated network at the end.
+    pub nodes_end: u64,
+    /// Share of the live nodes' routing-table entries that name departed nodes, at the end.
+    pub stale_share_end: f64,
+    /// Minute by minute.
+    pub series: Vec<ChurnMinute>,
+}
+
+impl ChurnSection {
+    /// Clears the figures that depend on the machine (memory), for comparing runs.
+    pub fn without_memory(mut self) -> Self {
+        self.peak_rss_mb = 0.0;
+        self.rss_start_mb = 0.0;
+        self.rss_end_mb = 0.0;
+        for m in &mut self.series {
+            m.rss_mb = 0.0;
+        }
+        self
+    }
+}
+
 /// One scenario run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
@@ -191,6 +321,12 @@ pub struct Report {
     /// Gossip figures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gossip: Option<GossipSection>,
+    /// Adversaries and honest lookups (eclipse, poison).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack: Option<AttackSection>,
+    /// Churn figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnSection>,
     /// What the `*_ms` figures are: "virtual" (simulator clock) or "wall".
     pub time_base: String,
     /// Wall-clock time of the whole run.
@@ -221,11 +357,21 @@ pub fn median_min(sizes: &[usize]) -> MedianMin {
 
 /// Peak resident set size of this process in MiB, from `/proc/self/status` (0 where unavailable).
 pub fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+/// Resident set size of this process now in MiB, from `/proc/self/status` (0 where unavailable).
+pub fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+/// The `/proc/self/status` line starting with `key` (a size in kB), in MiB.
+fn status_mb(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })

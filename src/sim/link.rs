@@ -12,9 +12,12 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::adversary::forge;
 use super::node::{SimNode, lock};
 use super::router::NetInner;
 use super::stats::SimDropReason;
+use crate::transport::Transport;
+use crate::transport::sim::SimTransport;
 use crate::wire::pb;
 
 /// A queued envelope.
@@ -146,14 +149,28 @@ pub(crate) async fn run_link(
     }
 }
 
-/// Hands one due envelope to `dst` if `src` can reach it now, awaiting the handler.
+/// Hands one due envelope to `dst` if `src` can reach it now, awaiting the handler. If `dst` is
+/// adversarial and the envelope a FindNode request, the router answers for it instead: the forged
+/// response is sent back from `dst` like any message (the request counts as delivered).
 async fn deliver(
-    net: &NetInner,
-    src: &SimNode,
-    dst: &SimNode,
+    net: &Arc<NetInner>,
+    src: &Arc<SimNode>,
+    dst: &Arc<SimNode>,
     envelope: pb::Envelope,
 ) -> Result<(), SimDropReason> {
     net.reachable(src, dst)?;
+    if let Some(reply) = forge(net, dst, &envelope) {
+        net.counters.forged();
+        let adversary = SimTransport::new(Arc::clone(net), Arc::clone(dst));
+        tokio::select! {
+            biased;
+            _ = src.cancel.cancelled() => return Err(SimDropReason::Shutdown),
+            r = adversary.send(&src.info, reply) => if let Err(e) = r {
+                tracing::debug!(to = %src.info, error = %e, "forged answer not sent");
+            },
+        }
+        return Ok(());
+    }
     let handler = dst.handler().ok_or(SimDropReason::Shutdown)?;
     tokio::select! {
         biased;

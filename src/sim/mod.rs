@@ -34,8 +34,10 @@
 //!
 //! # Model
 //!
-//! - **Addresses.** Node `i` (in the order added) listens at `127.a.b.1:7513`, one /24 per node,
-//!   counting up from `127.0.1.1` ([`address_of`]), at most [`MAX_SIM_NODES`]; no socket is ever opened.
+//! - **Addresses.** Nodes started with [`SimNetwork::add_node`] get synthetic addresses `127.a.b.1:7513`,
+//!   one /24 per node, counting up from `127.0.1.1` ([`address_of`]), at most [`MAX_SIM_NODES`];
+//!   [`SimNetwork::add_node_at`] starts a node at any free address instead (e.g. many Sybils in one
+//!   /24). No socket is ever opened.
 //! - **Connections and links.** A connection between two nodes opens on the first send or connect
 //!   (both Swarms see `PeerConnected`) and costs no time. Each direction of a connection has a link: a
 //!   bounded queue (`link_queue`) drained by a task that exists only while the queue holds messages. A
@@ -52,20 +54,29 @@
 //!   [`SimNetwork::heal`]): sends between nodes that cannot reach each other fail after one round trip
 //!   with [`TransportError::Unreachable`](crate::transport::TransportError::Unreachable), as a refused
 //!   dial would; their connections close; messages already queued between them are dropped when due.
+//! - **Departures.** A node that shuts down leaves the network: its connections close, its id and
+//!   address are free again, and the network lets go of its Swarm and its router state, so a network
+//!   with churn keeps a flat footprint.
+//! - **Adversaries** ([`SimNetwork::set_adversary`]): the FindNode requests addressed to an
+//!   adversarial node are answered by the router with a forged response ([`Forgery`]: garbage, only
+//!   colluders, or empty) that travels back like any message; pings and everything else reach its Swarm,
+//!   so it looks alive. The Swarm itself holds no attack code.
 //! - **Determinism.** One seeded RNG per network, used in program order (identities and node seeds at
 //!   [`SimNetwork::add_node`], delays and losses at each send, disconnect moments at
-//!   [`SimNetwork::set_fault`]); each node's own RNG is seeded from it; nothing iterates a hash map where
-//!   order matters; the simulator's own `select!`s are `biased`. On a current-thread runtime with paused
-//!   time, task and timer order follow from that, so a run is reproducible. Not covered: wall-clock
-//!   values (message timestamps are real time), and code whose outcome depends on which of several
-//!   ready branches an unbiased `tokio::select!` picks (tokio draws that from an unseeded RNG).
+//!   [`SimNetwork::set_fault`], garbage when forging an answer); each node's own RNG is seeded from
+//!   it; nothing iterates a hash map where order matters; the simulator's own `select!`s are `biased`.
+//!   On a current-thread runtime with paused time, task and timer order follow from that, so a run is
+//!   reproducible. Not covered: wall-clock values (message timestamps are real time), and code whose
+//!   outcome depends on which of several ready branches an unbiased `tokio::select!` picks (tokio
+//!   draws that from an unseeded RNG).
 //!
 //! # Observing
 //!
 //! Deliveries are observed through the Swarms themselves: a protocol's channel from
 //! [`Swarm::register_protocol`](crate::Swarm::register_protocol), request results,
 //! [`Swarm::events`](crate::Swarm::events) and [`Swarm::stats`](crate::Swarm::stats). The network adds
-//! its own counters ([`SimNetwork::stats`]: sent, delivered, dropped by reason, refused, in flight).
+//! its own counters ([`SimNetwork::stats`]: sent, delivered, dropped by reason, refused, in flight,
+//! forged answers) and the nodes and open connections at the moment.
 //!
 //! # Scale
 //!
@@ -75,6 +86,7 @@
 
 use std::future::Future;
 
+mod adversary;
 mod config;
 mod link;
 mod network;
@@ -84,6 +96,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use adversary::{Forgery, MAX_FORGED_NODES};
 pub use config::{Fault, Latency, SimConfig, Span};
 pub use network::{IDLE_GRACE, SimNetwork};
 pub use node::{MAX_SIM_NODES, SIM_PORT, address_of, index_of};

@@ -1,5 +1,6 @@
 //! [`SimNetwork`]: the public handle of a simulated network.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,8 +8,9 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::time::Instant;
 
+use super::adversary::Forgery;
 use super::config::{Fault, SimConfig, Span};
-use super::node::{SimNode, index_of, lock};
+use super::node::{NodeSettings, SimNode, lock};
 use super::router::NetInner;
 use super::stats::SimStats;
 use crate::config::Config;
@@ -60,16 +62,12 @@ impl SimNetwork {
         self.inner.seed()
     }
 
-    /// Starts a node with a new identity drawn from the network RNG, at the next synthetic address
+    /// Starts a node with a new identity drawn from the network RNG, at the next free synthetic address
     /// (`127.0.1.1:7513`, `127.0.2.1:7513`, ...). The node's own RNG seed is drawn from the network RNG
     /// too. `config.listen` is ignored; `config.net.max_frame_len` applies to what the node sends.
     pub async fn add_node(&self, config: Config) -> Result<Swarm, Error> {
-        let (keypair, seed) = {
-            let mut rng = self.inner.rng();
-            let keypair = Keypair::generate(&mut *rng);
-            (keypair, rng.random::<u64>())
-        };
-        self.start(config, keypair, seed).await
+        let (keypair, seed) = self.draw_identity();
+        self.start(config, keypair, seed, None).await
     }
 
     /// Starts a node with the given identity (its RNG seed still comes from the network RNG). Fails with
@@ -77,40 +75,68 @@ impl SimNetwork {
     /// back this way, at a new address.
     pub async fn add_node_from(&self, config: Config, keypair: Keypair) -> Result<Swarm, Error> {
         let seed = self.inner.rng().random::<u64>();
-        self.start(config, keypair, seed).await
+        self.start(config, keypair, seed, None).await
     }
 
-    async fn start(&self, config: Config, keypair: Keypair, seed: u64) -> Result<Swarm, Error> {
+    /// Starts a node with the given identity at `addr`: any IPv4 or IPv6 socket address with a port,
+    /// not in use in this network (so many nodes can share one subnet, or one IP on several ports).
+    /// Fails with [`Error::Bind`] if the address is taken, unspecified or has port 0, or a node with this
+    /// id is running. Addresses of nodes that shut down are free again.
+    pub async fn add_node_at(
+        &self,
+        config: Config,
+        keypair: Keypair,
+        addr: SocketAddr,
+    ) -> Result<Swarm, Error> {
+        let seed = self.inner.rng().random::<u64>();
+        self.start(config, keypair, seed, Some(addr)).await
+    }
+
+    /// A new identity and node seed from the network RNG.
+    fn draw_identity(&self) -> (Keypair, u64) {
+        let mut rng = self.inner.rng();
+        let keypair = Keypair::generate(&mut *rng);
+        (keypair, rng.random::<u64>())
+    }
+
+    async fn start(
+        &self,
+        config: Config,
+        keypair: Keypair,
+        seed: u64,
+        addr: Option<SocketAddr>,
+    ) -> Result<Swarm, Error> {
         let net = Arc::clone(&self.inner);
-        let max_frame_len = config.net.max_frame_len;
+        let settings = NodeSettings::of(&config);
         let swarm =
             Swarm::start_with_transport(config, keypair, Some(seed), move |keypair, handler| {
                 Box::pin(async move {
-                    let node = net.register(&keypair, handler, max_frame_len)?;
+                    let node = net.register(&keypair, handler, addr, settings)?;
                     Ok(Arc::new(SimTransport::new(net, node)) as Arc<dyn Transport>)
                 })
             })
             .await?;
-        if let Some(index) = index_of(&swarm.local_node().addr) {
-            lock(&self.inner.swarms).insert(index, swarm.clone());
+        if let Some(node) = self.inner.node_by_id(&swarm.local_node().id) {
+            lock(&self.inner.swarms).insert(node.index, swarm.clone());
         }
         Ok(swarm)
     }
 
-    /// Every node's Swarm, in the order they were added (including nodes that shut down).
+    /// The Swarm of every node in the network, in the order they were added. A node leaves the network
+    /// when it shuts down: the network then lets go of its Swarm and everything the router kept for it.
     pub fn nodes(&self) -> Vec<Swarm> {
         lock(&self.inner.swarms).values().cloned().collect()
     }
 
-    /// The Swarm of the latest node with id `id`.
+    /// The Swarm of the node with id `id`, if it is in the network.
     pub fn node(&self, id: &NodeId) -> Option<Swarm> {
         let index = self.inner.node_by_id(id)?.index;
         lock(&self.inner.swarms).get(&index).cloned()
     }
 
-    /// Number of nodes added.
+    /// Number of nodes added, including those that left since.
     pub fn len(&self) -> usize {
-        self.inner.all_nodes().len()
+        self.inner.added() as usize
     }
 
     /// True if no node was added.
@@ -151,6 +177,22 @@ impl SimNetwork {
             }
         });
         Ok(())
+    }
+
+    /// Makes node `id` an adversary (`Some`) or honest again (`None`): the FindNode requests addressed
+    /// to an adversary are answered by the router as `role` says, and never reach its Swarm; everything
+    /// else, pings included, does. Every adversary is a colluder: it appears in
+    /// [`Forgery::OnlyColluders`] answers, whatever its own role.
+    pub fn set_adversary(&self, id: &NodeId, role: Option<Forgery>) -> Result<(), Error> {
+        let node = self.find(id)?;
+        node.set_adversary(role);
+        self.inner.colluders.set(&node, role);
+        Ok(())
+    }
+
+    /// The adversary role of node `id` (`None` for an honest or unknown node).
+    pub fn adversary(&self, id: &NodeId) -> Option<Forgery> {
+        self.inner.node_by_id(id).and_then(|n| n.adversary())
     }
 
     /// The fault of node `id`.
@@ -247,9 +289,14 @@ impl SimNetwork {
         }
     }
 
-    /// A snapshot of the message counters.
+    /// A snapshot of the counters, with the nodes and open connections now.
     pub fn stats(&self) -> SimStats {
-        self.inner.counters.snapshot()
+        let (nodes, connections) = self.inner.population();
+        SimStats {
+            nodes,
+            connections,
+            ..self.inner.counters.snapshot()
+        }
     }
 
     /// Shuts every node down (in the order added), stops the network's tasks and releases the Swarms.

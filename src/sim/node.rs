@@ -1,5 +1,6 @@
-//! One simulated node as the router sees it: its synthetic address, online flag, partition group,
-//! fault, and its connections (one [`Conn`] per peer, each with the outbound [`Link`] queue once used).
+//! One simulated node as the router sees it: its address, online flag, partition group, fault,
+//! adversary role, and its connections (one [`Conn`] per peer, each with the outbound [`Link`] queue once
+//! used).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -10,8 +11,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::adversary::Forgery;
 use super::config::Fault;
 use super::link::Link;
+use crate::config::Config;
 use crate::peer::NodeInfo;
 use crate::transport::{InboundHandler, PeerEvent};
 
@@ -20,9 +23,10 @@ pub const SIM_PORT: u16 = 7513;
 /// Most nodes a simulated network can hold: one /24 subnet each inside 127.0.0.0/8.
 pub const MAX_SIM_NODES: u32 = 65_535;
 
-/// The synthetic address of the node with index `index`: `127.a.b.1:7513` where `a.b` is `index + 1`
-/// written in base 256 (127.0.1.1, 127.0.2.1, ..., 127.255.255.1), so every node has a /24 of its own, as
-/// honest nodes spread over the internet do; `None` from index [`MAX_SIM_NODES`] on.
+/// The synthetic address number `index` (the `index`-th node started without a chosen address):
+/// `127.a.b.1:7513` where `a.b` is `index + 1` written in base 256 (127.0.1.1, 127.0.2.1, ...,
+/// 127.255.255.1), so every node has a /24 of its own, as honest nodes spread over the internet do; `None`
+/// from index [`MAX_SIM_NODES`] on.
 pub fn address_of(index: u32) -> Option<SocketAddr> {
     let n = index.checked_add(1).filter(|&n| n <= MAX_SIM_NODES)?;
     let [_, _, a, b] = n.to_be_bytes();
@@ -32,7 +36,7 @@ pub fn address_of(index: u32) -> Option<SocketAddr> {
     )))
 }
 
-/// The node index a synthetic address stands for (the inverse of [`address_of`]).
+/// The synthetic address number of `addr` (the inverse of [`address_of`]).
 pub fn index_of(addr: &SocketAddr) -> Option<u32> {
     let SocketAddr::V4(v4) = addr else {
         return None;
@@ -51,16 +55,34 @@ pub(crate) struct Conn {
     pub(crate) link: Option<Arc<Link>>,
 }
 
+/// What the router takes from a node's [`Config`].
+#[derive(Clone, Debug)]
+pub(crate) struct NodeSettings {
+    /// Largest envelope accepted, as in the TCP transport (sealed size).
+    pub(crate) max_frame_len: usize,
+    /// The client version the node's envelopes carry (forged answers carry it too).
+    pub(crate) client_version: String,
+}
+
+impl NodeSettings {
+    pub(crate) fn of(config: &Config) -> Self {
+        Self {
+            max_frame_len: config.net.max_frame_len,
+            client_version: config.client_version.clone(),
+        }
+    }
+}
+
 /// The router's view of one node.
 pub(crate) struct SimNode {
-    /// Position in the registry; fixes the address and the per-link latency.
+    /// Order of arrival in the network (never reused); keys the per-link latency.
     pub(crate) index: u32,
-    /// Id and synthetic address.
+    /// Id and address.
     pub(crate) info: NodeInfo,
     /// The node's Swarm.
     handler: Weak<dyn InboundHandler>,
-    /// Largest envelope accepted, as in the TCP transport (sealed size).
-    pub(crate) max_frame_len: usize,
+    /// Limits and envelope fields from the node's config.
+    pub(crate) settings: NodeSettings,
     /// Reachable at all (not offline).
     online: AtomicBool,
     /// Set by shutdown (a cheap mirror of `cancel`, read on every send).
@@ -69,6 +91,8 @@ pub(crate) struct SimNode {
     group: AtomicU32,
     /// The node's [`Fault`].
     fault: AtomicU8,
+    /// The node's adversary role ([`Forgery::code`]; 0 = honest).
+    adversary: AtomicU8,
     /// Bumped by every fault change; a scheduled disconnect only fires if it is unchanged.
     fault_generation: AtomicU64,
     /// When a scheduled [`Fault::Disconnect`] takes the node offline.
@@ -86,17 +110,18 @@ impl SimNode {
         index: u32,
         info: NodeInfo,
         handler: Weak<dyn InboundHandler>,
-        max_frame_len: usize,
+        settings: NodeSettings,
     ) -> Self {
         Self {
             index,
             info,
             handler,
-            max_frame_len,
+            settings,
             online: AtomicBool::new(true),
             shut_down: AtomicBool::new(false),
             group: AtomicU32::new(0),
             fault: AtomicU8::new(Fault::None.to_u8()),
+            adversary: AtomicU8::new(0),
             fault_generation: AtomicU64::new(0),
             disconnect_at: Mutex::new(None),
             conns: Mutex::new(BTreeMap::new()),
@@ -154,6 +179,16 @@ impl SimNode {
         self.fault.store(fault.to_u8(), Ordering::Release);
         *lock(&self.disconnect_at) = None;
         self.fault_generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The node's adversary role, if any.
+    pub(crate) fn adversary(&self) -> Option<Forgery> {
+        Forgery::from_code(self.adversary.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_adversary(&self, role: Option<Forgery>) {
+        self.adversary
+            .store(role.map_or(0, Forgery::code), Ordering::Release);
     }
 
     pub(crate) fn fault_generation(&self) -> u64 {

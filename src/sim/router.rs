@@ -3,6 +3,7 @@
 //! closing connections.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -11,9 +12,10 @@ use rand::rngs::StdRng;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::adversary::Colluders;
 use super::config::{Fault, Latency, SimConfig};
 use super::link::Link;
-use super::node::{SimNode, address_of, index_of, lock};
+use super::node::{NodeSettings, SimNode, address_of, lock};
 use super::stats::{Counters, SimDropReason};
 use crate::error::Error;
 use crate::identity::{Keypair, NodeId};
@@ -21,13 +23,51 @@ use crate::peer::NodeInfo;
 use crate::swarm::Swarm;
 use crate::transport::{CloseReason, Direction, InboundHandler, PeerEvent, TransportError};
 
-/// Every node ever added, by index and by id.
+/// The nodes in the network (from their start to their shutdown), by index, id and address.
 #[derive(Default)]
 struct Registry {
-    /// Nodes by index (index = position; addresses follow from it).
-    nodes: Vec<Arc<SimNode>>,
-    /// The latest node of each id.
+    /// Nodes by index (a `BTreeMap`: iteration in the order added).
+    nodes: BTreeMap<u32, Arc<SimNode>>,
+    /// Index of each node's id.
     by_id: HashMap<NodeId, u32>,
+    /// Index of each node's address.
+    by_addr: HashMap<SocketAddr, u32>,
+    /// Indices handed out so far (the next node's index).
+    added: u32,
+    /// The next synthetic address number to try ([`address_of`]).
+    next_slot: u32,
+}
+
+impl Registry {
+    /// The address for a new node: `chosen` if it is free and usable, else the next free synthetic one.
+    fn address(&mut self, chosen: Option<SocketAddr>) -> Result<SocketAddr, Error> {
+        let bind = |addr, reason: &str| Error::Bind {
+            addr,
+            reason: reason.to_owned(),
+        };
+        if let Some(addr) = chosen {
+            if addr.port() == 0 || addr.ip().is_unspecified() {
+                return Err(bind(
+                    addr,
+                    "a simulated node needs a concrete address and port",
+                ));
+            }
+            if self.by_addr.contains_key(&addr) {
+                return Err(bind(addr, "address in use in this network"));
+            }
+            return Ok(addr);
+        }
+        loop {
+            let Some(addr) = address_of(self.next_slot) else {
+                let first = address_of(0).unwrap_or_else(|| ([127, 0, 1, 1], 7513).into());
+                return Err(bind(first, "the simulator's address range is exhausted"));
+            };
+            self.next_slot += 1;
+            if !self.by_addr.contains_key(&addr) {
+                return Ok(addr);
+            }
+        }
+    }
 }
 
 /// What a send or connect attempt does.
@@ -62,6 +102,8 @@ pub(crate) struct NetInner {
     registry: RwLock<Registry>,
     /// The Swarm of each node, by index; cleared by shutdown (it breaks the network-swarm cycle).
     pub(crate) swarms: Mutex<BTreeMap<u32, Swarm>>,
+    /// Every node marked adversarial, for [`Forgery::OnlyColluders`](super::Forgery::OnlyColluders).
+    pub(crate) colluders: Colluders,
     /// Message counters.
     pub(crate) counters: Counters,
     /// Cancelled by the network's shutdown.
@@ -78,6 +120,7 @@ impl NetInner {
             rng: Mutex::new(rng),
             registry: RwLock::default(),
             swarms: Mutex::default(),
+            colluders: Colluders::default(),
             counters: Counters::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -98,58 +141,101 @@ impl NetInner {
     }
 
     pub(crate) fn node_by_index(&self, index: u32) -> Option<Arc<SimNode>> {
-        self.registry().nodes.get(index as usize).cloned()
+        self.registry().nodes.get(&index).cloned()
     }
 
     pub(crate) fn node_by_id(&self, id: &NodeId) -> Option<Arc<SimNode>> {
         let registry = self.registry();
-        let index = *registry.by_id.get(id)?;
-        registry.nodes.get(index as usize).cloned()
+        let index = registry.by_id.get(id)?;
+        registry.nodes.get(index).cloned()
     }
 
-    /// Every node, by index.
+    fn node_by_addr(&self, addr: &SocketAddr) -> Option<Arc<SimNode>> {
+        let registry = self.registry();
+        let index = registry.by_addr.get(addr)?;
+        registry.nodes.get(index).cloned()
+    }
+
+    /// Every node in the network, in the order added.
     pub(crate) fn all_nodes(&self) -> Vec<Arc<SimNode>> {
-        self.registry().nodes.clone()
+        self.registry().nodes.values().cloned().collect()
     }
 
-    /// Adds a node for `keypair` at the next synthetic address. Fails if a node with this id is still
-    /// running, or the address range is exhausted.
+    /// Nodes added so far, including those that left.
+    pub(crate) fn added(&self) -> u32 {
+        self.registry().added
+    }
+
+    /// Nodes in the network now and their open connections (each counted once).
+    pub(crate) fn population(&self) -> (u64, u64) {
+        let registry = self.registry();
+        let connections: usize = registry
+            .nodes
+            .values()
+            .map(|n| n.peers().into_iter().filter(|&p| p > n.index).count())
+            .sum();
+        (registry.nodes.len() as u64, connections as u64)
+    }
+
+    /// Adds a node for `keypair` at `addr`, or at the next free synthetic address when `None`. Fails if a
+    /// node with this id is in the network, the address is taken or unusable, or the synthetic address
+    /// range is exhausted.
     pub(crate) fn register(
         &self,
         keypair: &Keypair,
         handler: std::sync::Weak<dyn InboundHandler>,
-        max_frame_len: usize,
+        addr: Option<SocketAddr>,
+        settings: NodeSettings,
     ) -> Result<Arc<SimNode>, Error> {
         let id = keypair.node_id();
         let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
-        let index = u32::try_from(registry.nodes.len()).unwrap_or(u32::MAX);
-        let fallback = address_of(0).unwrap_or_else(|| ([127, 0, 1, 1], 7513).into());
-        let Some(addr) = address_of(index) else {
-            return Err(Error::Bind {
-                addr: fallback,
-                reason: "the simulator's address range is exhausted".into(),
-            });
-        };
-        if let Some(&old) = registry.by_id.get(&id)
-            && registry
-                .nodes
-                .get(old as usize)
-                .is_some_and(|n| !n.is_shut_down())
-        {
+        if let Some(&old) = registry.by_id.get(&id) {
+            let addr = registry.nodes.get(&old).map_or_else(
+                || addr.unwrap_or_else(|| ([127, 0, 1, 1], 7513).into()),
+                |n| n.info.addr,
+            );
             return Err(Error::Bind {
                 addr,
                 reason: format!("node {} is already running in this network", id.short()),
             });
         }
+        let addr = registry.address(addr)?;
+        let index = registry.added;
+        registry.added = index.checked_add(1).ok_or_else(|| Error::Bind {
+            addr,
+            reason: "the simulator's node count is exhausted".into(),
+        })?;
         let node = Arc::new(SimNode::new(
             index,
             NodeInfo::new(id, addr),
             handler,
-            max_frame_len,
+            settings,
         ));
-        registry.nodes.push(Arc::clone(&node));
+        registry.nodes.insert(index, Arc::clone(&node));
         registry.by_id.insert(id, index);
+        registry.by_addr.insert(addr, index);
         Ok(node)
+    }
+
+    /// Takes a node that shut down out of the network: its id and address become free, its Swarm is
+    /// released, and it no longer colludes. What still refers to it (links draining) lets go on its own.
+    pub(crate) fn remove(&self, node: &SimNode) {
+        {
+            let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+            if registry
+                .nodes
+                .get(&node.index)
+                .is_some_and(|n| std::ptr::eq(Arc::as_ptr(n), node))
+            {
+                registry.nodes.remove(&node.index);
+                registry.by_id.remove(&node.info.id);
+                registry.by_addr.remove(&node.info.addr);
+            }
+        }
+        self.colluders.remove(node.index);
+        // Dropped outside the lock: the last handle of a Swarm may go with it.
+        let swarm = lock(&self.swarms).remove(&node.index);
+        drop(swarm);
     }
 
     /// Whether `src` can reach `dst` now; the reason if not.
@@ -190,8 +276,7 @@ impl NetInner {
             addr: to.addr,
             reason: reason.to_owned(),
         };
-        let dst = index_of(&to.addr).and_then(|i| self.node_by_index(i));
-        let Some(dst) = dst else {
+        let Some(dst) = self.node_by_addr(&to.addr) else {
             return Route::Refuse {
                 after: rtt(self.cfg.latency.span().min),
                 error: refused("connection refused (no simulated node at this address)"),
@@ -311,10 +396,9 @@ impl NetInner {
 
     /// Closes every connection between nodes of different partition groups, in node order.
     pub(crate) fn close_across_groups(&self) {
-        let nodes = self.all_nodes();
-        for node in &nodes {
+        for node in &self.all_nodes() {
             for index in node.peers() {
-                let Some(peer) = nodes.get(index as usize) else {
+                let Some(peer) = self.node_by_index(index) else {
                     continue;
                 };
                 if peer.index <= node.index || peer.group() == node.group() {
@@ -322,7 +406,7 @@ impl NetInner {
                 }
                 node.remove_conn(peer.index);
                 peer.remove_conn(node.index);
-                for (a, b) in [(node, peer), (peer, node)] {
+                for (a, b) in [(node, &peer), (&peer, node)] {
                     a.event(PeerEvent::Disconnected {
                         peer: b.info.id,
                         reason: CloseReason::Unreachable,
@@ -352,7 +436,7 @@ impl NetInner {
         let registry = self.registry();
         node.peers()
             .into_iter()
-            .filter_map(|i| registry.nodes.get(i as usize).map(|n| n.info))
+            .filter_map(|i| registry.nodes.get(&i).map(|n| n.info))
             .collect()
     }
 }

@@ -1,4 +1,4 @@
-//! Message counters of a simulated network: [`SimStats`] (a snapshot) and the live counters behind it.
+//! Counters of a simulated network: [`SimStats`] (a snapshot) and the live counters behind it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -53,6 +53,13 @@ pub struct SimStats {
     pub refused: u64,
     /// Accepted envelopes neither delivered nor dropped yet (queued, or being handled).
     pub in_flight: u64,
+    /// FindNode requests to adversarial nodes that the router answered with a forged response (the
+    /// requests count as delivered, the answers as sent).
+    pub forged: u64,
+    /// Nodes in the network now (started, not shut down).
+    pub nodes: u64,
+    /// Open connections now, each counted once.
+    pub connections: u64,
 }
 
 /// The live counters.
@@ -66,6 +73,7 @@ pub(crate) struct Counters {
     dropped_shutdown: AtomicU64,
     refused: AtomicU64,
     in_flight: AtomicU64,
+    forged: AtomicU64,
     /// Refusals whose delay is still running.
     refusing: AtomicU64,
     /// Bumped by every send or connect attempt; `run_until_idle` watches it.
@@ -109,6 +117,11 @@ impl Counters {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.wake_if_idle();
         }
+    }
+
+    /// The router answered a FindNode request for an adversary.
+    pub(crate) fn forged(&self) {
+        self.forged.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A send or connect was attempted.
@@ -158,7 +171,7 @@ impl Counters {
         }
     }
 
-    /// A snapshot.
+    /// A snapshot of the message counters (`nodes` and `connections` left at 0).
     pub(crate) fn snapshot(&self) -> SimStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SimStats {
@@ -172,6 +185,9 @@ impl Counters {
             },
             refused: get(&self.refused),
             in_flight: get(&self.in_flight),
+            forged: get(&self.forged),
+            nodes: 0,
+            connections: 0,
         }
     }
 }

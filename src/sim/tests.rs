@@ -59,7 +59,12 @@ fn raw(net: &Arc<router::NetInner>) -> Raw {
     });
     let handler: Weak<dyn InboundHandler> = Arc::downgrade(&recorder) as Weak<dyn InboundHandler>;
     let node = net
-        .register(&Keypair::random(), handler, 4 * 1024 * 1024)
+        .register(
+            &Keypair::random(),
+            handler,
+            None,
+            node::NodeSettings::of(&crate::Config::default()),
+        )
         .unwrap();
     let info = node.info;
     Raw {

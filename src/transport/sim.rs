@@ -10,8 +10,8 @@
 //!   faults, and queues the envelope on the link to the peer (waiting while that link's queue is full);
 //!   it returns once the envelope is queued or lost to a drop fault.
 //! - `connect` opens the connection (no virtual time passes) or refuses as above.
-//! - `shutdown` takes the node offline for good, closes its connections, drops what it still had
-//!   queued and joins its link tasks.
+//! - `shutdown` takes the node offline for good, closes its connections, removes it from the network
+//!   (freeing its address), drops what it still had queued and joins its link tasks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,7 +110,7 @@ impl Transport for SimTransport {
                 return Err(TransportError::Shutdown);
             }
             let len = sealed_len(envelope.encoded_len());
-            let max = self.node.max_frame_len;
+            let max = self.node.settings.max_frame_len;
             if len > max {
                 return Err(TransportError::TooLarge { len, max });
             }
@@ -156,6 +156,7 @@ impl Transport for SimTransport {
             self.node.mark_shut_down();
             self.net
                 .close_all(&self.node, None, CloseReason::RemoteClosed);
+            self.net.remove(&self.node);
             self.node.tasks.close();
             self.node.tasks.wait().await;
         })
