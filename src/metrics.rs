@@ -27,6 +27,11 @@
 //! | `kadmesh_gossip_{broadcasts,received,delivered,duplicates,sent,relayed}_total` | counter | |
 //! | `kadmesh_gossip_{unknown_protocol,penalties}_total` | counter | |
 //! | `kadmesh_gossip_dropped_total` | counter | `reason` (`relay_queue_full`, `malformed`, `signature`, `expired`, `future`, `validator`) |
+//! | `kadmesh_routing_table_rejected_total` | counter | `reason` (`subnet_bucket`, `subnet_table`, `inbound_limit`, `bucket_full`, `self`) |
+//! | `kadmesh_routing_table_evicted_total` | counter | `reason` (`ping`, `failures`, `address_change`) |
+//! | `kadmesh_routing_table_{promoted,verify_pings,verify_skipped}_total` | counter | |
+//! | `kadmesh_routing_table_inbound_only`, `kadmesh_routing_table_candidates` | gauge | |
+//! | `kadmesh_lookup_responses_rejected_total` | counter | `reason` (`oversized`, `duplicate`, `lists_responder`, `unroutable`, `unsorted`) |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -412,8 +417,80 @@ impl NodeMetrics {
             "Time of completed lookups, seconds.",
             &stats.lookup_histograms.seconds.snapshot(),
         ));
+        out.extend(dht_defences(swarm));
         out
     }
+}
+
+/// The routing-table and lookup defence families (see the module table).
+fn dht_defences(swarm: &Swarm) -> Vec<MetricFamily> {
+    let d = &swarm.stats().dht;
+    let by_reason = |counts: &crate::swarm::LabelCounts| -> Vec<proto::Metric> {
+        counts
+            .snapshot()
+            .into_iter()
+            .map(|(reason, n)| counter(&[("reason", reason)], n))
+            .collect()
+    };
+    let (inbound_only, candidates) = swarm.table_unverified_and_candidates();
+    let mut out = vec![
+        family(
+            "kadmesh_routing_table_rejected_total",
+            "Nodes the routing table refused, by reason (subnet_bucket, subnet_table, inbound_limit, bucket_full, self).",
+            MetricType::COUNTER,
+            by_reason(&d.table_rejected),
+        ),
+        family(
+            "kadmesh_routing_table_evicted_total",
+            "Routing-table entries removed, by reason (ping, failures, address_change).",
+            MetricType::COUNTER,
+            by_reason(&d.table_evicted),
+        ),
+        family(
+            "kadmesh_lookup_responses_rejected_total",
+            "FindNode answers a lookup rejected as impossible, by reason.",
+            MetricType::COUNTER,
+            by_reason(&d.lookup_rejected),
+        ),
+        single(
+            "kadmesh_routing_table_inbound_only",
+            "Routing-table entries that contacted us but have not answered us (never served to others).",
+            MetricType::GAUGE,
+            inbound_only as f64,
+        ),
+        single(
+            "kadmesh_routing_table_candidates",
+            "Replacement candidates waiting in full buckets.",
+            MetricType::GAUGE,
+            candidates as f64,
+        ),
+    ];
+    let counters = [
+        (
+            "kadmesh_routing_table_promoted_total",
+            "Replacement candidates promoted into a freed routing-table slot.",
+            &d.table_promoted,
+        ),
+        (
+            "kadmesh_routing_table_verify_pings_total",
+            "Pings sent to verify inbound-only nodes.",
+            &d.verify_pings,
+        ),
+        (
+            "kadmesh_routing_table_verify_skipped_total",
+            "Verification pings not sent because the in-flight limit was reached.",
+            &d.verify_skipped,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.push(single(
+            name,
+            help,
+            MetricType::COUNTER,
+            value.load(Ordering::Relaxed) as f64,
+        ));
+    }
+    out
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<proto::LabelPair> {

@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// Gossip fanout of every node (gossip) [default: the `gossip.fanout` default, 8].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub fanout: Option<u32>,
+    /// Disjoint lookup paths of every node (S/Kademlia; 1 is a plain lookup) [default: the
+    /// `lookup.disjoint_paths` default].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub disjoint_paths: Option<u32>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -126,6 +130,9 @@ pub fn run(args: BenchArgs) -> CliResult {
         fanout: args
             .fanout
             .map_or(ScenarioParams::default().fanout, |f| f as usize),
+        disjoint_paths: args
+            .disjoint_paths
+            .map_or(ScenarioParams::default().disjoint_paths, |d| d as usize),
     };
     params.validate()?;
     scenario::progress::enable(std::io::IsTerminal::is_terminal(&std::io::stderr()));

@@ -91,6 +91,8 @@ pub struct ScenarioParams {
     pub broadcasts: usize,
     /// Gossip fanout of every node (`gossip.fanout`).
     pub fanout: usize,
+    /// Disjoint lookup paths of every node (`lookup.disjoint_paths`).
+    pub disjoint_paths: usize,
 }
 
 impl Default for ScenarioParams {
@@ -112,6 +114,7 @@ impl Default for ScenarioParams {
             seed: 1,
             broadcasts: 20,
             fanout: crate::config::GossipConfig::default().fanout,
+            disjoint_paths: crate::config::LookupSettings::default().disjoint_paths,
         }
     }
 }
@@ -164,6 +167,7 @@ impl ScenarioParams {
                 "dht.bucket_count" => "--bucket-count",
                 "dht.alpha" => "--alpha",
                 "gossip.fanout" => "--fanout",
+                "lookup.disjoint_paths" => "--disjoint-paths",
                 _ => e.key,
             },
             reason: e.reason,
@@ -187,6 +191,7 @@ impl ScenarioParams {
         config.dht.min_routing_table = self.min_table;
         config.dht.alpha = self.alpha;
         config.gossip.fanout = self.fanout;
+        config.lookup.disjoint_paths = self.disjoint_paths;
         config
     }
 
