@@ -20,6 +20,8 @@ async fn send_to_unknown_node_through_find_node() {
     // 2 and 3 know only node 1.
     n2.add_node(&n1.local_node()).await.unwrap();
     n3.add_node(&n1.local_node()).await.unwrap();
+    // 1 serves only nodes that answered it.
+    n1.add_node(&n3.local_node()).await.unwrap();
     assert!(n2.table_contains(&n1.local_node().id));
     assert!(!n2.table_contains(&n3.local_node().id));
     assert!(
@@ -272,15 +274,21 @@ async fn an_inbound_only_node_is_not_served_until_it_answered() {
     let a = node().await;
     let mut newcomer = common::RawPeer::connect(&a).await;
     let id = newcomer.keypair.node_id();
-    // The newcomer contacts A (a ping request). A answers, keeps it as an inbound-only entry and pings it
-    // to verify it; the newcomer holds that ping unanswered for now.
-    let mut hello = common::RawPeer::envelope(&a, PING_PROTOCOL, b"");
+    // The newcomer asks A for nodes, as a joining node does. A answers, keeps it as an inbound-only entry
+    // and pings it to verify it; the newcomer holds that ping unanswered for now.
+    let (mut answered, mut verify) = (false, None);
+    let request = kadmesh::wire::encode(&kadmesh::wire::pb::FindNodeRequest {
+        target: id.dht_id().0.to_vec(),
+        max_results: 20,
+    });
+    let mut hello = common::RawPeer::envelope(&a, kadmesh::swarm::FINDNODE_PROTOCOL, &request);
     hello.metadata.as_mut().unwrap().req_id = uuid::Uuid::new_v4().as_bytes().to_vec();
     newcomer.send(&hello).await;
-    let mut verify = None;
-    while verify.is_none() {
+    while !answered || verify.is_none() {
         let meta = newcomer.recv().await.metadata.unwrap_or_default();
-        if !meta.response && meta.protocol == PING_PROTOCOL {
+        if meta.response {
+            answered = true;
+        } else if meta.protocol == PING_PROTOCOL {
             verify = Some(meta.req_id);
         }
     }

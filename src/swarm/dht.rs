@@ -205,8 +205,7 @@ impl SwarmInner {
         self.rng.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records that we saw `node` as `seen` says; pings a full bucket's oldest entry, or the node itself if
-    /// it is (or would be) inbound-only, when needed.
+    /// Records that we saw `node` as `seen` says; pings a full bucket's oldest entry when needed.
     ///
     /// The address comes from an authenticated connection, so a known node that moved (restarted on
     /// another port) is reachable again at once, unless the move breaks the subnet limits: then it is
@@ -214,7 +213,7 @@ impl SwarmInner {
     pub(super) fn saw_node(&self, node: &NodeInfo, seen: Seen) {
         let now = Instant::now();
         let stats = &self.stats.dht;
-        let (outcome, unverified) = {
+        let outcome = {
             let mut table = self.table();
             if let Entry::Present(mut present) = table.entry(node)
                 && present.node().addr != node.addr
@@ -224,26 +223,11 @@ impl SwarmInner {
                 stats.table_evicted.inc("address_change");
                 return;
             }
-            let outcome = table.update(node, seen, now);
-            let unverified = seen == Seen::Inbound && !table.is_verified(&node.id);
-            (outcome, unverified)
+            table.update(node, seen, now)
         };
         match outcome {
             UpdateOutcome::PingNeeded { lru } => self.spawn_liveness_ping(lru),
-            UpdateOutcome::Rejected { reason } => {
-                stats.table_rejected.inc(reason.label());
-                if unverified
-                    && matches!(
-                        reason,
-                        RejectReason::InboundLimit | RejectReason::BucketFull
-                    )
-                {
-                    self.spawn_verify(*node);
-                }
-            }
-            UpdateOutcome::Inserted | UpdateOutcome::Refreshed if unverified => {
-                self.spawn_verify(*node)
-            }
+            UpdateOutcome::Rejected { reason } => stats.table_rejected.inc(reason.label()),
             _ => {}
         }
     }
@@ -286,7 +270,7 @@ impl SwarmInner {
         });
     }
 
-    /// Pings an inbound-only `node` in the background (once at a time per node, at most [`MAX_VERIFYING`]
+    /// Pings an unverified `node` in the background (once at a time per node, at most [`MAX_VERIFYING`]
     /// at once): its answer makes it verified (`request_raw` records it), a failure counts against it.
     fn spawn_verify(&self, node: NodeInfo) {
         {
@@ -337,6 +321,10 @@ impl SwarmInner {
                     return true;
                 };
                 let max = (req.max_results as usize).min(self.config.dht.bucket_size);
+                // A node doing lookups takes part in the DHT: verify it, so that we can serve it.
+                if !self.table().is_verified(&message.sender.id) {
+                    self.spawn_verify(message.sender);
+                }
                 // Only nodes that answered us are served: an inbound-only node may not even listen.
                 let nodes = self.table().nearest_verified(&target, max);
                 wire::encode(&pb::FindNodeResponse {
