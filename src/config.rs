@@ -650,14 +650,24 @@ mod tests {
         let mut c = Config::default();
         c.gossip.seen_ttl = Duration::ZERO;
         assert_eq!(c.validate().unwrap_err().key, "gossip.seen_ttl");
-        let mut c = Config::default();
-        c.dht.max_per_subnet_table = 0;
-        assert_eq!(c.validate().unwrap_err().key, "dht.max_per_subnet_table");
-        let mut c = Config::default();
-        c.lookup.disjoint_paths = 0;
-        assert_eq!(c.validate().unwrap_err().key, "lookup.disjoint_paths");
-        let mut c = Config::default();
-        c.lookup.disjoint_paths = 9;
-        assert_eq!(c.validate().unwrap_err().key, "lookup.disjoint_paths");
+        type Set = fn(&mut Config);
+        let defences: [(Set, &str); 5] = [
+            (
+                |c| c.dht.max_per_subnet_bucket = 0,
+                "dht.max_per_subnet_bucket",
+            ),
+            (
+                |c| c.dht.max_per_subnet_table = 0,
+                "dht.max_per_subnet_table",
+            ),
+            (|c| c.dht.max_failures = 0, "dht.max_failures"),
+            (|c| c.lookup.disjoint_paths = 9, "lookup.disjoint_paths"),
+            (|c| c.lookup.max_per_subnet = 0, "lookup.max_per_subnet"),
+        ];
+        for (set, key) in defences {
+            let mut c = Config::default();
+            set(&mut c);
+            assert_eq!(c.validate().unwrap_err().key, key);
+        }
     }
 }

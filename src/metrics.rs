@@ -482,14 +482,14 @@ fn dht_defences(swarm: &Swarm) -> Vec<MetricFamily> {
             &d.verify_skipped,
         ),
     ];
-    for (name, help, value) in counters {
-        out.push(single(
+    out.extend(counters.iter().map(|(name, help, value)| {
+        single(
             name,
             help,
             MetricType::COUNTER,
             value.load(Ordering::Relaxed) as f64,
-        ));
-    }
+        )
+    }));
     out
 }
 

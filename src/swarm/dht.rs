@@ -27,9 +27,7 @@ use crate::dht::lookup::{
 };
 use crate::dht::seeds;
 use crate::dht::subnet::SubnetPolicy;
-use crate::dht::table::{
-    Entry, FailureOutcome, PingOutcome, RejectReason, Seen, TableConfig, UpdateOutcome,
-};
+use crate::dht::table::{Entry, FailureOutcome, PingOutcome, Seen, TableConfig, UpdateOutcome};
 use crate::error::Error;
 use crate::identity::{DhtId, NodeId};
 use crate::peer::NodeInfo;
@@ -87,7 +85,7 @@ impl LabelCounts {
 /// Counters of the routing-table and lookup defences (a part of [`SwarmStats`](super::SwarmStats)).
 #[derive(Debug, Default)]
 pub struct DhtStats {
-    /// Nodes the table refused, by [`RejectReason::label`].
+    /// Nodes the table refused, by [`RejectReason::label`](crate::dht::table::RejectReason::label).
     pub table_rejected: LabelCounts,
     /// Entries removed: `ping` (an LRU ping failed), `failures` (`dht.max_failures` failed requests in a
     /// row), `address_change`.

@@ -619,25 +619,36 @@ fn seeds_are_dealt_over_the_paths_and_each_path_has_its_own_alpha() {
     }
 }
 
+/// Six nodes and a `Node`-mode lookup of node 5 from node 0, seeded with `seeds` of them (returned sorted
+/// by distance to the target).
+fn node_lookup(
+    seed: u64,
+    seeds: std::ops::Range<usize>,
+    config: LookupConfig,
+    t0: Instant,
+) -> (Vec<NodeInfo>, Vec<NodeInfo>, Lookup) {
+    let n = nodes(seed, 6);
+    let seeds = sorted(n[seeds].to_vec(), &n[5].dht_id());
+    let lookup = Lookup::new(
+        LookupTarget::Node(n[5].id),
+        n[0].id,
+        seeds.clone(),
+        config,
+        t0,
+    );
+    (n, seeds, lookup)
+}
+
 #[test]
 fn a_node_lookup_succeeds_if_any_path_finds_the_target_and_waits_for_every_path() {
     let t0 = Instant::now();
-    let n = nodes(26, 6);
-    let (local, target) = (n[0].id, n[5]);
-    let key = target.dht_id();
-    let seeds = sorted(vec![n[1], n[2]], &key);
     let config = LookupConfig {
         disjoint_paths: 2,
         request_timeout: 100 * MS,
         ..cfg(3, 20)
     };
-    let mut lookup = Lookup::new(
-        LookupTarget::Node(target.id),
-        local,
-        seeds.clone(),
-        config,
-        t0,
-    );
+    let (n, seeds, mut lookup) = node_lookup(26, 1..3, config, t0);
+    let target = n[5];
     let a = query(&mut lookup, t0);
     let b = query(&mut lookup, t0);
     assert_eq!(vec![a, b], seeds);
@@ -658,21 +669,12 @@ fn a_node_lookup_succeeds_if_any_path_finds_the_target_and_waits_for_every_path(
 #[test]
 fn paths_that_disagree_on_the_address_are_outvoted() {
     let t0 = Instant::now();
-    let n = nodes(27, 6);
-    let (local, target) = (n[0].id, n[5]);
-    let key = target.dht_id();
-    let seeds = sorted(n[1..4].to_vec(), &key);
     let config = LookupConfig {
         disjoint_paths: 3,
         ..cfg(3, 20)
     };
-    let mut lookup = Lookup::new(
-        LookupTarget::Node(target.id),
-        local,
-        seeds.clone(),
-        config,
-        t0,
-    );
+    let (n, _, mut lookup) = node_lookup(27, 1..4, config, t0);
+    let target = n[5];
     let asked: Vec<NodeInfo> = (0..3).map(|_| query(&mut lookup, t0)).collect();
     let forged = NodeInfo::new(target.id, "6.6.6.6:6666".parse().unwrap());
     lookup.on_response(&asked[0].id, vec![forged], t0 + MS);
