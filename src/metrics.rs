@@ -433,25 +433,31 @@ fn dht_defences(swarm: &Swarm) -> Vec<MetricFamily> {
             .collect()
     };
     let (inbound_only, candidates) = swarm.table_unverified_and_candidates();
-    let mut out = vec![
-        family(
+    // The text encoder refuses a family without samples: a reason appears once it was counted.
+    let labelled = [
+        (
             "kadmesh_routing_table_rejected_total",
             "Nodes the routing table refused, by reason (subnet_bucket, subnet_table, inbound_limit, bucket_full, self).",
-            MetricType::COUNTER,
-            by_reason(&d.table_rejected),
+            &d.table_rejected,
         ),
-        family(
+        (
             "kadmesh_routing_table_evicted_total",
             "Routing-table entries removed, by reason (ping, failures, address_change).",
-            MetricType::COUNTER,
-            by_reason(&d.table_evicted),
+            &d.table_evicted,
         ),
-        family(
+        (
             "kadmesh_lookup_responses_rejected_total",
             "FindNode answers a lookup rejected as impossible, by reason.",
-            MetricType::COUNTER,
-            by_reason(&d.lookup_rejected),
+            &d.lookup_rejected,
         ),
+    ];
+    let mut out: Vec<MetricFamily> = labelled
+        .iter()
+        .map(|(name, help, counts)| (name, help, by_reason(counts)))
+        .filter(|(_, _, samples)| !samples.is_empty())
+        .map(|(name, help, samples)| family(name, help, MetricType::COUNTER, samples))
+        .collect();
+    out.extend([
         single(
             "kadmesh_routing_table_inbound_only",
             "Routing-table entries that contacted us but have not answered us (never served to others).",
@@ -464,7 +470,7 @@ fn dht_defences(swarm: &Swarm) -> Vec<MetricFamily> {
             MetricType::GAUGE,
             candidates as f64,
         ),
-    ];
+    ]);
     let counters = [
         (
             "kadmesh_routing_table_promoted_total",

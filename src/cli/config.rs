@@ -207,6 +207,11 @@ const KEYS: &[(&str, &str, Shown)] = &[
         Shown::Value,
     ),
     (
+        "net.exempt_local",
+        "Exempt loopback and private addresses from per-IP limits, IP bans and the routing table's subnet limits (local test networks).",
+        Shown::Value,
+    ),
+    (
         "swarm.protocol_queue",
         "Capacity of each registered protocol's message queue (also each API stream's buffer).",
         Shown::Value,
