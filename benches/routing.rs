@@ -5,19 +5,21 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kadmesh::dht::table::{RoutingTable, TableConfig, UpdateOutcome};
+use kadmesh::dht::table::{RoutingTable, Seen, TableConfig, UpdateOutcome};
 use kadmesh::identity::{DhtId, NodeId};
 use kadmesh::peer::NodeInfo;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use tokio::time::Instant;
 
+/// A node with a random id in a random public /24 (the subnet limits apply, as on a public node).
 fn random_node(rng: &mut StdRng) -> NodeInfo {
     let mut bytes = [0u8; 33];
     rng.fill_bytes(&mut bytes);
+    let ip = [rng.random_range(11..224), rng.random(), rng.random(), 1];
     NodeInfo::new(
         NodeId::from_raw_unchecked(bytes),
-        "127.0.0.1:4000".parse().expect("address"),
+        std::net::SocketAddr::from((ip, 4000)),
     )
 }
 
@@ -41,7 +43,10 @@ fn full_table(now: Instant) -> (RoutingTable, Vec<NodeInfo>, Vec<NodeInfo>) {
             .nth(idx)
             .is_some_and(|b| b.entries().len() < cfg.bucket_size)
         {
-            assert_eq!(table.update(&node, now), UpdateOutcome::Inserted);
+            assert_eq!(
+                table.update(&node, Seen::Answered, now),
+                UpdateOutcome::Inserted
+            );
             entries.push(node);
         } else if newcomers[idx].len() < 2 {
             newcomers[idx].push(node);
@@ -65,18 +70,18 @@ fn bench_routing(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % entries.len();
             now += Duration::from_millis(1);
-            black_box(table.update(black_box(&entries[i]), now))
+            black_box(table.update(black_box(&entries[i]), Seen::Answered, now))
         })
     });
 
     c.bench_function("update/newcomer_to_full_bucket", |b| {
-        // Time jumps past the pending timeout each call and each bucket's two newcomers alternate, so every
-        // call replaces the bucket's stale candidate and asks for a ping (the most work an insert can do).
+        // Time jumps past the pending timeout each call, so every call caches the newcomer (or moves it to
+        // the front of the replacement cache) and asks for a ping (the most work an insert can do).
         let mut table = table.clone();
         let (mut i, mut now) = (0, start);
         for n in newcomers.iter().chain(&newcomers) {
             now += Duration::from_secs(11);
-            let outcome = table.update(n, now);
+            let outcome = table.update(n, Seen::Answered, now);
             assert!(
                 matches!(outcome, UpdateOutcome::PingNeeded { .. }),
                 "{outcome:?}"
@@ -85,7 +90,7 @@ fn bench_routing(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % newcomers.len();
             now += Duration::from_secs(11);
-            black_box(table.update(black_box(&newcomers[i]), now))
+            black_box(table.update(black_box(&newcomers[i]), Seen::Answered, now))
         })
     });
 

@@ -37,6 +37,8 @@ pub struct Config {
     pub swarm: SwarmConfig,
     /// Routing table and lookup settings.
     pub dht: DhtConfig,
+    /// Lookup defences (disjoint paths, per-subnet candidate cap).
+    pub lookup: LookupSettings,
     /// Where to find the network at start.
     pub bootstrap: BootstrapConfig,
     /// Gossip broadcast settings.
@@ -54,6 +56,7 @@ impl Default for Config {
             net: NetConfig::default(),
             swarm: SwarmConfig::default(),
             dht: DhtConfig::default(),
+            lookup: LookupSettings::default(),
             bootstrap: BootstrapConfig::default(),
             gossip: GossipConfig::default(),
             bans: BanConfig::default(),
@@ -212,6 +215,18 @@ pub struct DhtConfig {
     /// Buckets untouched this long are refreshed with a lookup (default 10 min).
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+    /// Most routing-table entries of one subnet (IPv4 /24, IPv6 /48) per bucket (default 2).
+    pub max_per_subnet_bucket: usize,
+    /// Most routing-table entries of one subnet in the whole table (default 10).
+    pub max_per_subnet_table: usize,
+    /// Most inbound-only entries (nodes that contacted us but have not answered us yet) per bucket
+    /// (default 10, half of the default k; 0: none, every entry must have answered us).
+    pub max_inbound_per_bucket: usize,
+    /// Replacement candidates kept per full bucket (default 5; 0: none).
+    pub replacement_cache: usize,
+    /// Consecutive failed requests (errors, timeouts, invalid answers) that remove a node from the table
+    /// (default 2).
+    pub max_failures: u32,
 }
 
 impl Default for DhtConfig {
@@ -225,6 +240,30 @@ impl Default for DhtConfig {
             lookup_timeout: Duration::from_secs(30),
             ping_timeout: Duration::from_secs(5),
             refresh_interval: Duration::from_secs(600),
+            max_per_subnet_bucket: 2,
+            max_per_subnet_table: 10,
+            max_inbound_per_bucket: 10,
+            replacement_cache: 5,
+            max_failures: 2,
+        }
+    }
+}
+
+/// Lookup defences: the `[lookup]` section (alpha and the timeouts stay in `[dht]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LookupSettings {
+    /// S/Kademlia disjoint paths per lookup, 1 to 8 (default 1: measured, see README; 1 is a plain lookup).
+    pub disjoint_paths: usize,
+    /// Most candidates of one subnet (IPv4 /24, IPv6 /48) a lookup path keeps (default 5).
+    pub max_per_subnet: usize,
+}
+
+impl Default for LookupSettings {
+    fn default() -> Self {
+        Self {
+            disjoint_paths: 1,
+            max_per_subnet: 5,
         }
     }
 }
@@ -394,6 +433,16 @@ impl Config {
         nonzero_duration("dht.lookup_timeout", d.lookup_timeout)?;
         nonzero_duration("dht.ping_timeout", d.ping_timeout)?;
         nonzero_duration("dht.refresh_interval", d.refresh_interval)?;
+        positive("dht.max_per_subnet_bucket", d.max_per_subnet_bucket)?;
+        positive("dht.max_per_subnet_table", d.max_per_subnet_table)?;
+        positive("dht.max_failures", d.max_failures as usize)?;
+        if !(1..=8).contains(&self.lookup.disjoint_paths) {
+            return Err(ConfigError {
+                key: "lookup.disjoint_paths",
+                reason: format!("{} is outside 1..=8", self.lookup.disjoint_paths),
+            });
+        }
+        positive("lookup.max_per_subnet", self.lookup.max_per_subnet)?;
         let g = &self.gossip;
         if !(1..=64).contains(&g.fanout) {
             return Err(ConfigError {
@@ -755,6 +804,29 @@ mod tests {
         for (key, break_it) in cases {
             let mut c = Config::default();
             break_it(&mut c);
+            assert_eq!(c.validate().unwrap_err().key, key);
+        }
+    }
+
+    #[test]
+    fn invalid_defences_name_their_key() {
+        type Set = fn(&mut Config);
+        let defences: [(Set, &str); 5] = [
+            (
+                |c| c.dht.max_per_subnet_bucket = 0,
+                "dht.max_per_subnet_bucket",
+            ),
+            (
+                |c| c.dht.max_per_subnet_table = 0,
+                "dht.max_per_subnet_table",
+            ),
+            (|c| c.dht.max_failures = 0, "dht.max_failures"),
+            (|c| c.lookup.disjoint_paths = 9, "lookup.disjoint_paths"),
+            (|c| c.lookup.max_per_subnet = 0, "lookup.max_per_subnet"),
+        ];
+        for (set, key) in defences {
+            let mut c = Config::default();
+            set(&mut c);
             assert_eq!(c.validate().unwrap_err().key, key);
         }
     }

@@ -36,6 +36,11 @@
 //! | `kadmesh_ban_offences_total` | counter | `offence` (the four above and `bad_handshake`) |
 //! | `kadmesh_banned_refusals_total` | counter | `by` (`id`, `ip`) |
 //! | `kadmesh_ban_evictions_total` | counter | `what` (`ban`, `offence_record`) |
+//! | `kadmesh_routing_table_rejected_total` | counter | `reason` (`subnet_bucket`, `subnet_table`, `inbound_limit`, `bucket_full`, `self`) |
+//! | `kadmesh_routing_table_evicted_total` | counter | `reason` (`ping`, `failures`, `address_change`) |
+//! | `kadmesh_routing_table_{promoted,verify_pings,verify_skipped}_total` | counter | |
+//! | `kadmesh_routing_table_inbound_only`, `kadmesh_routing_table_candidates` | gauge | |
+//! | `kadmesh_lookup_responses_rejected_total` | counter | `reason` (`oversized`, `duplicate`, `lists_responder`, `unroutable`, `unsorted`) |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -423,6 +428,7 @@ impl NodeMetrics {
             &stats.lookup_histograms.seconds.snapshot(),
         ));
         out.extend(limit_families(swarm));
+        out.extend(dht_defences(swarm));
         out
     }
 }
@@ -551,6 +557,83 @@ fn ban_families(b: &crate::ban::BanStats) -> Vec<MetricFamily> {
             ),
         ),
     ]
+}
+
+/// The routing-table and lookup defence families (see the module table).
+fn dht_defences(swarm: &Swarm) -> Vec<MetricFamily> {
+    let d = &swarm.stats().dht;
+    let by_reason = |counts: &crate::swarm::LabelCounts| -> Vec<proto::Metric> {
+        counts
+            .snapshot()
+            .into_iter()
+            .map(|(reason, n)| counter(&[("reason", reason)], n))
+            .collect()
+    };
+    let (inbound_only, candidates) = swarm.table_unverified_and_candidates();
+    // The text encoder refuses a family without samples: a reason appears once it was counted.
+    let labelled = [
+        (
+            "kadmesh_routing_table_rejected_total",
+            "Nodes the routing table refused, by reason (subnet_bucket, subnet_table, inbound_limit, bucket_full, self).",
+            &d.table_rejected,
+        ),
+        (
+            "kadmesh_routing_table_evicted_total",
+            "Routing-table entries removed, by reason (ping, failures, address_change).",
+            &d.table_evicted,
+        ),
+        (
+            "kadmesh_lookup_responses_rejected_total",
+            "FindNode answers a lookup rejected as impossible, by reason.",
+            &d.lookup_rejected,
+        ),
+    ];
+    let mut out: Vec<MetricFamily> = labelled
+        .iter()
+        .map(|(name, help, counts)| (name, help, by_reason(counts)))
+        .filter(|(_, _, samples)| !samples.is_empty())
+        .map(|(name, help, samples)| family(name, help, MetricType::COUNTER, samples))
+        .collect();
+    out.extend([
+        single(
+            "kadmesh_routing_table_inbound_only",
+            "Routing-table entries that contacted us but have not answered us (never served to others).",
+            MetricType::GAUGE,
+            inbound_only as f64,
+        ),
+        single(
+            "kadmesh_routing_table_candidates",
+            "Replacement candidates waiting in full buckets.",
+            MetricType::GAUGE,
+            candidates as f64,
+        ),
+    ]);
+    let counters = [
+        (
+            "kadmesh_routing_table_promoted_total",
+            "Replacement candidates promoted into a freed routing-table slot.",
+            &d.table_promoted,
+        ),
+        (
+            "kadmesh_routing_table_verify_pings_total",
+            "Pings sent to verify inbound-only nodes.",
+            &d.verify_pings,
+        ),
+        (
+            "kadmesh_routing_table_verify_skipped_total",
+            "Verification pings not sent because the in-flight limit was reached.",
+            &d.verify_skipped,
+        ),
+    ];
+    out.extend(counters.iter().map(|(name, help, value)| {
+        single(
+            name,
+            help,
+            MetricType::COUNTER,
+            value.load(Ordering::Relaxed) as f64,
+        )
+    }));
+    out
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<proto::LabelPair> {

@@ -107,7 +107,7 @@ async fn five_processes_one_seed_list_kill_and_restart() {
     std::fs::write(
         &a_config,
         format!(
-            "network_id = 1\n[bootstrap]\nfiles = [{:?}]\n[dht]\nbucket_size = 1\nmin_routing_table = 1\n",
+            "network_id = 1\n[bootstrap]\nfiles = [{:?}]\n[dht]\nbucket_size = 1\nmin_routing_table = 1\n[net]\nexempt_local = true\n",
             seeds.to_str().unwrap()
         ),
     )

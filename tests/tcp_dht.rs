@@ -20,6 +20,8 @@ async fn send_to_unknown_node_through_find_node() {
     // 2 and 3 know only node 1.
     n2.add_node(&n1.local_node()).await.unwrap();
     n3.add_node(&n1.local_node()).await.unwrap();
+    // 1 serves only nodes that answered it.
+    n1.add_node(&n3.local_node()).await.unwrap();
     assert!(n2.table_contains(&n1.local_node().id));
     assert!(!n2.table_contains(&n3.local_node().id));
     assert!(
@@ -28,16 +30,18 @@ async fn send_to_unknown_node_through_find_node() {
             .all(|p| p.id != n3.local_node().id)
     );
 
-    n2.send_message(&n3.local_node().id, "chat", &b"found you"[..])
+    let delivery = n2
+        .send_message(&n3.local_node().id, "chat", &b"found you"[..])
         .await
         .unwrap();
+    assert!(delivery.lookup.expect("found by a lookup").rpcs >= 1);
     let got = timeout(WAIT, inbox.recv()).await.unwrap().unwrap();
     assert_eq!(got.data(), b"found you");
     assert_eq!(got.sender().id, n2.local_node().id);
 
-    let (found, report) = n2.lookup(&n3.local_node().id).await.unwrap();
+    // (By now 3 may have verified 2 with a ping, so 2 may know 3 first-hand.)
+    let (found, _) = n2.lookup(&n3.local_node().id).await.unwrap();
     assert_eq!(found, n3.local_node());
-    assert!(report.rpcs >= 1);
     shutdown_all([n1, n2, n3]).await;
 }
 
@@ -210,6 +214,29 @@ async fn oversized_find_node_answers_are_rejected_and_counted() {
     a.shutdown().await;
 }
 
+/// Asks `node` over `raw`'s connection for the nodes it serves closest to `target` (a FindNode request as
+/// any peer would send it), skipping the node's own requests to `raw`.
+async fn raw_find_node(raw: &mut common::RawPeer, node: &Swarm, target: &DhtId) -> Vec<NodeInfo> {
+    use kadmesh::swarm::FINDNODE_PROTOCOL;
+    use kadmesh::wire::{self, pb};
+    let k = node.config().dht.bucket_size;
+    let request = wire::encode(&pb::FindNodeRequest {
+        target: target.0.to_vec(),
+        max_results: k as u32,
+    });
+    let mut ask = common::RawPeer::envelope(node, FINDNODE_PROTOCOL, &request);
+    let req_id = uuid::Uuid::new_v4().as_bytes().to_vec();
+    ask.metadata.as_mut().unwrap().req_id = req_id.clone();
+    raw.send(&ask).await;
+    loop {
+        let env = raw.recv().await;
+        let meta = env.metadata.unwrap_or_default();
+        if meta.response && meta.req_id == req_id {
+            return kadmesh::swarm::parse_find_node_response(&env.payload, k).unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_heard_of_only_in_answers_stay_out_of_the_table() {
     let a = node().await;
@@ -232,7 +259,60 @@ async fn nodes_heard_of_only_in_answers_stay_out_of_the_table() {
     assert!(!a.table_contains(&ghost.id));
     assert!(closest.iter().all(|n| n.id != ghost.id));
     assert_eq!(a.table_len(), before);
+    // Another peer asking A for the ghost's neighbourhood gets the liar (it answered A), never the ghost.
+    let mut asker = common::RawPeer::connect(&a).await;
+    let served = raw_find_node(&mut asker, &a, &ghost.dht_id()).await;
+    assert!(!served.is_empty());
+    assert!(served.iter().all(|n| n.id != ghost.id), "{served:?}");
     liar.abort();
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbound_only_node_is_not_served_until_it_answered() {
+    use kadmesh::swarm::PING_PROTOCOL;
+    let a = node().await;
+    let mut newcomer = common::RawPeer::connect(&a).await;
+    let id = newcomer.keypair.node_id();
+    // The newcomer asks A for nodes, as a joining node does. A answers, keeps it as an inbound-only entry
+    // and pings it to verify it; the newcomer holds that ping unanswered for now.
+    let (mut answered, mut verify) = (false, None);
+    let request = kadmesh::wire::encode(&kadmesh::wire::pb::FindNodeRequest {
+        target: id.dht_id().0.to_vec(),
+        max_results: 20,
+    });
+    let mut hello = common::RawPeer::envelope(&a, kadmesh::swarm::FINDNODE_PROTOCOL, &request);
+    hello.metadata.as_mut().unwrap().req_id = uuid::Uuid::new_v4().as_bytes().to_vec();
+    newcomer.send(&hello).await;
+    while !answered || verify.is_none() {
+        let meta = newcomer.recv().await.metadata.unwrap_or_default();
+        if meta.response {
+            answered = true;
+        } else if meta.protocol == PING_PROTOCOL {
+            verify = Some(meta.req_id);
+        }
+    }
+    assert!(a.table_contains(&id));
+    assert!(!a.table_serves(&id));
+    let mut asker = common::RawPeer::connect(&a).await;
+    let served = raw_find_node(&mut asker, &a, &id.dht_id()).await;
+    assert!(served.iter().all(|n| n.id != id), "{served:?}");
+
+    // The newcomer answers the verification ping: from then on A serves it.
+    let mut answer = common::RawPeer::envelope(&a, PING_PROTOCOL, b"");
+    let m = answer.metadata.as_mut().unwrap();
+    m.req_id = verify.unwrap();
+    m.response = true;
+    newcomer.send(&answer).await;
+    timeout(WAIT, async {
+        while !a.table_serves(&id) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the answer verifies the node");
+    let served = raw_find_node(&mut asker, &a, &id.dht_id()).await;
+    assert_eq!(served.first().map(|n| n.id), Some(id));
     a.shutdown().await;
 }
 

@@ -90,6 +90,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DURATION", default_value = "60m",
           value_parser = humantime_serde::re::humantime::parse_duration)]
     pub duration: Duration,
+    /// Disjoint lookup paths of every node (S/Kademlia; 1 is a plain lookup) [default: the
+    /// `lookup.disjoint_paths` default].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub disjoint_paths: Option<u32>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -157,6 +161,9 @@ pub fn run(args: BenchArgs) -> CliResult {
         }),
         churn_percent: args.churn,
         duration: args.duration,
+        disjoint_paths: args
+            .disjoint_paths
+            .map_or(ScenarioParams::default().disjoint_paths, |d| d as usize),
     };
     scenario::validate(args.scenario, &params)?;
     scenario::progress::enable(std::io::IsTerminal::is_terminal(&std::io::stderr()));

@@ -312,6 +312,41 @@ const KEYS: &[(&str, &str, Shown)] = &[
         Shown::Value,
     ),
     (
+        "dht.max_per_subnet_bucket",
+        "Most routing-table entries of one subnet (IPv4 /24, IPv6 /48) per bucket (net.exempt_local exempts loopback and private addresses).",
+        Shown::Value,
+    ),
+    (
+        "dht.max_per_subnet_table",
+        "Most routing-table entries of one subnet in the whole table.",
+        Shown::Value,
+    ),
+    (
+        "dht.max_inbound_per_bucket",
+        "Most inbound-only entries (nodes that contacted us but have not answered us; never served to others) per bucket.",
+        Shown::Value,
+    ),
+    (
+        "dht.replacement_cache",
+        "Replacement candidates kept per full bucket (0: none).",
+        Shown::Value,
+    ),
+    (
+        "dht.max_failures",
+        "Consecutive failed requests (errors, timeouts, invalid answers) that remove a node from the routing table.",
+        Shown::Value,
+    ),
+    (
+        "lookup.disjoint_paths",
+        "S/Kademlia disjoint lookup paths (1 to 8; 1 is a plain lookup).",
+        Shown::Value,
+    ),
+    (
+        "lookup.max_per_subnet",
+        "Most candidates of one subnet (IPv4 /24, IPv6 /48) a lookup path keeps.",
+        Shown::Value,
+    ),
+    (
         "gossip.fanout",
         "Peers each new gossip message is relayed to (1 to 64): fanout - 1 random peers plus about one cover peer.",
         Shown::Value,

@@ -78,9 +78,15 @@ async fn start_node(
         .append(true)
         .open(&log)
         .map_err(|e| format!("{}: {e}", log.display()))?;
+    // Every node of a local network shares 127.0.0.1: exempt it from per-IP and per-subnet limits.
+    let config = dir.join("node.toml");
+    std::fs::write(&config, "[net]\nexempt_local = true\n")
+        .map_err(|e| format!("{}: {e}", config.display()))?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("node")
+        .arg("--config")
+        .arg(&config)
         .arg("--listen")
         .arg(format!("127.0.0.1:{}", port(args.base_port, i)?))
         .arg("--api")

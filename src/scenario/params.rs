@@ -137,6 +137,8 @@ pub struct ScenarioParams {
     pub churn_percent: f64,
     /// Virtual time the churn runs for, whole minutes (churn).
     pub duration: Duration,
+    /// Disjoint lookup paths of every node (`lookup.disjoint_paths`).
+    pub disjoint_paths: usize,
 }
 
 impl Default for ScenarioParams {
@@ -162,6 +164,7 @@ impl Default for ScenarioParams {
             strategy: StrategyKind::Mixed,
             churn_percent: 20.0,
             duration: Duration::from_secs(3600),
+            disjoint_paths: crate::config::LookupSettings::default().disjoint_paths,
         }
     }
 }
@@ -229,6 +232,7 @@ impl ScenarioParams {
                 "dht.bucket_count" => "--bucket-count",
                 "dht.alpha" => "--alpha",
                 "gossip.fanout" => "--fanout",
+                "lookup.disjoint_paths" => "--disjoint-paths",
                 _ => e.key,
             },
             reason: e.reason,
@@ -252,6 +256,7 @@ impl ScenarioParams {
         config.dht.min_routing_table = self.min_table;
         config.dht.alpha = self.alpha;
         config.gossip.fanout = self.fanout;
+        config.lookup.disjoint_paths = self.disjoint_paths;
         config
     }
 

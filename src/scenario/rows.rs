@@ -200,6 +200,8 @@ pub async fn find_node(
     let mut inbox = n3.register_protocol(PROTOCOL)?;
     n2.add_node(&n1.local_node()).await?;
     n3.add_node(&n1.local_node()).await?;
+    // Node 1 serves only nodes that answered it (issue 7): it checks node 3.
+    n1.add_node(&n3.local_node()).await?;
     let started = Instant::now();
     let sent = n2
         .send_message(&n3.local_node().id, PROTOCOL, &b"hello node 3"[..])

@@ -1,8 +1,18 @@
 //! The Swarm's DHT side: serving FindNode, sending FindNode requests, driving [`Lookup`]s, the
-//! liveness ping that decides full-bucket evictions, bootstrap and the periodic bucket refresh.
+//! liveness ping that decides full-bucket evictions, the ping that verifies inbound-only nodes, failure
+//! reports, bootstrap and the periodic bucket refresh.
+//!
+//! How nodes enter the routing table ([`Seen`]): a node that answers a request of ours is *answered*
+//! (recorded by the requester: [`SwarmInner::request_raw`] for pings and application requests, the lookup
+//! driver for FindNode once the answer passed the lookup's checks); a node that only contacts us (requests,
+//! one-way and gossip messages, see `dispatch`) is *inbound-only* and gets one verification ping (at most
+//! [`MAX_VERIFYING`] in flight), so honest peers become servable. Failed requests of ours (errors,
+//! timeouts, undecodable or rejected FindNode answers, failed pings) are reported to the table, which
+//! removes a node after `dht.max_failures` in a row.
 
-use std::sync::Weak;
-use std::sync::atomic::Ordering;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -10,11 +20,14 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use super::{Message, SwarmInner};
+use crate::config::Config;
 use crate::dht::lookup::{
     Lookup, LookupAction, LookupConfig, LookupOutcome, LookupReport, LookupResult, LookupTarget,
+    Verdict,
 };
 use crate::dht::seeds;
-use crate::dht::table::{Entry, UpdateOutcome};
+use crate::dht::subnet::SubnetPolicy;
+use crate::dht::table::{Entry, FailureOutcome, PingOutcome, Seen, TableConfig, UpdateOutcome};
 use crate::error::Error;
 use crate::identity::{DhtId, NodeId};
 use crate::peer::NodeInfo;
@@ -39,6 +52,112 @@ pub enum FindNodeError {
         /// Nodes asked for.
         max: usize,
     },
+}
+
+/// Most verification pings of inbound-only nodes in flight at once; further inbound-only nodes wait until
+/// they contact us again.
+pub const MAX_VERIFYING: usize = 32;
+
+/// Counters keyed by a static label (a reason), for metrics. The lock is held only to add or copy.
+#[derive(Debug, Default)]
+pub struct LabelCounts(Mutex<BTreeMap<&'static str, u64>>);
+
+impl LabelCounts {
+    /// Adds one to `label`.
+    pub fn inc(&self, label: &'static str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(label).or_insert(0) += 1;
+    }
+
+    /// Every label counted so far, with its count.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// The count of `label`.
+    pub fn get(&self, label: &str) -> u64 {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(label).copied().unwrap_or(0)
+    }
+}
+
+/// Counters of the routing-table and lookup defences (a part of [`SwarmStats`](super::SwarmStats)).
+#[derive(Debug, Default)]
+pub struct DhtStats {
+    /// Nodes the table refused, by [`RejectReason::label`](crate::dht::table::RejectReason::label).
+    pub table_rejected: LabelCounts,
+    /// Entries removed: `ping` (an LRU ping failed), `failures` (`dht.max_failures` failed requests in a
+    /// row), `address_change`.
+    pub table_evicted: LabelCounts,
+    /// Replacement candidates promoted into a freed slot.
+    pub table_promoted: AtomicU64,
+    /// FindNode answers the lookup rejected as impossible, by
+    /// [`InvalidResponse::label`](crate::dht::lookup::InvalidResponse::label).
+    pub lookup_rejected: LabelCounts,
+    /// Verification pings sent to inbound-only nodes.
+    pub verify_pings: AtomicU64,
+    /// Verification pings not sent because [`MAX_VERIFYING`] were in flight.
+    pub verify_skipped: AtomicU64,
+}
+
+/// The DHT's own state in the swarm: the inbound-only nodes being verified.
+#[derive(Debug, Default)]
+pub(crate) struct DhtState {
+    /// Nodes with a verification ping in flight (at most [`MAX_VERIFYING`]).
+    verifying: Mutex<HashSet<NodeId>>,
+}
+
+/// Removes a node from the verifying set when its ping task ends, however it ends.
+struct Verifying<'a> {
+    /// The set.
+    state: &'a DhtState,
+    /// The node.
+    id: NodeId,
+}
+
+impl Drop for Verifying<'_> {
+    fn drop(&mut self) {
+        let mut set = self
+            .state
+            .verifying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        set.remove(&self.id);
+    }
+}
+
+/// The routing table's settings from the node's configuration.
+pub(super) fn table_config(config: &Config) -> TableConfig {
+    let d = &config.dht;
+    TableConfig {
+        bucket_count: d.bucket_count,
+        bucket_size: d.bucket_size,
+        replacement_cache: d.replacement_cache,
+        max_inbound_per_bucket: d.max_inbound_per_bucket,
+        max_per_subnet_bucket: d.max_per_subnet_bucket,
+        max_per_subnet_table: d.max_per_subnet_table,
+        subnets: SubnetPolicy {
+            exempt_local: config.net.exempt_local,
+        },
+        max_failures: d.max_failures,
+        ..TableConfig::default()
+    }
+}
+
+impl super::Swarm {
+    /// Whether `id` is a verified entry of the routing table: one this node serves to others.
+    pub fn table_serves(&self, id: &NodeId) -> bool {
+        self.inner.table().is_verified(id)
+    }
+
+    /// Inbound-only entries and replacement candidates of the routing table.
+    pub fn table_unverified_and_candidates(&self) -> (usize, usize) {
+        let table = self.inner.table();
+        table.buckets().fold((0, 0), |(inbound, cached), b| {
+            (inbound + b.inbound_only(), cached + b.candidates().len())
+        })
+    }
 }
 
 /// What [`Swarm::bootstrap`](super::Swarm::bootstrap) did.
@@ -66,6 +185,11 @@ impl SwarmInner {
             k: d.bucket_size,
             request_timeout: d.request_timeout,
             overall_timeout: d.lookup_timeout,
+            disjoint_paths: self.config.lookup.disjoint_paths,
+            max_per_subnet: self.config.lookup.max_per_subnet,
+            subnets: SubnetPolicy {
+                exempt_local: self.config.net.exempt_local,
+            },
         }
     }
 
@@ -79,31 +203,48 @@ impl SwarmInner {
         self.rng.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records that `node` proved itself alive; pings a full bucket's oldest entry when needed.
+    /// Records that we saw `node` as `seen` says; pings a full bucket's oldest entry when needed.
     ///
     /// The address comes from an authenticated connection, so a known node that moved (restarted on
-    /// another port) is reachable again at once.
-    pub(super) fn saw_node(&self, node: &NodeInfo) {
+    /// another port) is reachable again at once, unless the move breaks the subnet limits: then it is
+    /// removed.
+    pub(super) fn saw_node(&self, node: &NodeInfo, seen: Seen) {
         let now = Instant::now();
+        let stats = &self.stats.dht;
         let outcome = {
             let mut table = self.table();
-            match table.entry(node) {
-                Entry::Present(mut present) => {
-                    if present.node().addr != node.addr {
-                        present.update_address(node.addr);
-                    }
-                    present.refresh(now);
-                    return;
-                }
-                _ => table.update(node, now),
+            if let Entry::Present(mut present) = table.entry(node)
+                && present.node().addr != node.addr
+                && present.update_address(node.addr).is_err()
+            {
+                present.remove();
+                stats.table_evicted.inc("address_change");
+                return;
             }
+            table.update(node, seen, now)
         };
-        if let UpdateOutcome::PingNeeded { lru } = outcome {
-            self.spawn_liveness_ping(lru);
+        match outcome {
+            UpdateOutcome::PingNeeded { lru } => self.spawn_liveness_ping(lru),
+            UpdateOutcome::Rejected { reason } => stats.table_rejected.inc(reason.label()),
+            _ => {}
         }
     }
 
-    /// Pings `lru` in the background; the table keeps it if it answers, else takes the candidate.
+    /// A request of ours to `node` failed: tells the table, which removes it after repeated failures.
+    fn request_failed(&self, node: &NodeInfo) {
+        let outcome = self.table().on_request_failed(&node.id);
+        if let FailureOutcome::Evicted { promoted, .. } = outcome {
+            self.stats.dht.table_evicted.inc("failures");
+            if promoted.is_some() {
+                self.stats
+                    .dht
+                    .table_promoted
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Pings `lru` in the background; the table keeps it if it answers, else promotes a candidate.
     fn spawn_liveness_ping(&self, lru: NodeInfo) {
         let weak = self.weak_self();
         let timeout = self.config.dht.ping_timeout;
@@ -113,7 +254,53 @@ impl SwarmInner {
                 .request_raw(&lru, PING_PROTOCOL, Bytes::new(), timeout)
                 .await
                 .is_ok();
-            inner.table().on_ping_result(&lru.id, alive, Instant::now());
+            let outcome = inner.table().on_ping_result(&lru.id, alive, Instant::now());
+            if let PingOutcome::Evicted { promoted, .. } = outcome {
+                inner.stats.dht.table_evicted.inc("ping");
+                if promoted.is_some() {
+                    inner
+                        .stats
+                        .dht
+                        .table_promoted
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    /// Pings an unverified `node` in the background (once at a time per node, at most [`MAX_VERIFYING`]
+    /// at once): its answer makes it verified (`request_raw` records it), a failure counts against it.
+    fn spawn_verify(&self, node: NodeInfo) {
+        {
+            let mut set = self.dht.verifying.lock().unwrap_or_else(|e| e.into_inner());
+            if set.contains(&node.id) {
+                return;
+            }
+            if set.len() >= MAX_VERIFYING {
+                self.stats
+                    .dht
+                    .verify_skipped
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            set.insert(node.id);
+        }
+        self.stats.dht.verify_pings.fetch_add(1, Ordering::Relaxed);
+        let weak = self.weak_self();
+        let timeout = self.config.dht.ping_timeout;
+        self.tasks.spawn(async move {
+            let Some(inner) = weak.upgrade() else { return };
+            let _verifying = Verifying {
+                state: &inner.dht,
+                id: node.id,
+            };
+            match inner
+                .request_raw(&node, PING_PROTOCOL, Bytes::new(), timeout)
+                .await
+            {
+                Ok(_) | Err(Error::Shutdown) => {}
+                Err(_) => inner.request_failed(&node),
+            }
         });
     }
 
@@ -132,7 +319,12 @@ impl SwarmInner {
                     return true;
                 };
                 let max = (req.max_results as usize).min(self.config.dht.bucket_size);
-                let nodes = self.table().nearest(&target, max);
+                // A node doing lookups takes part in the DHT: verify it, so that we can serve it.
+                if !self.table().is_verified(&message.sender.id) {
+                    self.spawn_verify(message.sender);
+                }
+                // Only nodes that answered us are served: an inbound-only node may not even listen.
+                let nodes = self.table().nearest_verified(&target, max);
                 wire::encode(&pb::FindNodeResponse {
                     nodes: nodes.iter().map(pb::NodeInfo::from).collect(),
                 })
@@ -148,8 +340,13 @@ impl SwarmInner {
         true
     }
 
-    /// Asks `node` for the nodes it knows closest to `target`.
-    async fn find_node(&self, node: &NodeInfo, target: &DhtId) -> Result<Vec<NodeInfo>, Error> {
+    /// Asks `node` for the nodes it knows closest to `target`. Returns the responder as the connection
+    /// authenticated it, and the decoded nodes.
+    async fn find_node(
+        &self,
+        node: &NodeInfo,
+        target: &DhtId,
+    ) -> Result<(NodeInfo, Vec<NodeInfo>), Error> {
         let k = self.config.dht.bucket_size;
         let request = wire::encode(&pb::FindNodeRequest {
             target: target.0.to_vec(),
@@ -164,7 +361,35 @@ impl SwarmInner {
                 self.stats.findnode_bad.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(peer = %node.id.short(), error = %e, "bad FindNode response");
             })
+            .map(|nodes| (*response.sender(), nodes))
             .map_err(Error::from)
+    }
+
+    /// Feeds the result of a FindNode to `node` to `lookup`, and what it says about `node` to the table.
+    fn on_find_node_result(
+        &self,
+        lookup: &mut Lookup,
+        node: &NodeInfo,
+        result: Result<(NodeInfo, Vec<NodeInfo>), Error>,
+    ) {
+        let now = Instant::now();
+        match result {
+            Ok((sender, nodes)) => match lookup.on_response(&node.id, nodes, now) {
+                Verdict::Accepted => self.saw_node(&sender, Seen::Answered),
+                Verdict::Rejected(reason) => {
+                    self.stats.findnode_bad.fetch_add(1, Ordering::Relaxed);
+                    self.stats.dht.lookup_rejected.inc(reason.label());
+                    tracing::debug!(peer = %node.id.short(), ?reason, "impossible FindNode response");
+                    self.request_failed(node);
+                }
+                Verdict::Ignored => {}
+            },
+            Err(Error::Shutdown) => lookup.on_failure(&node.id, now),
+            Err(_) => {
+                lookup.on_failure(&node.id, now);
+                self.request_failed(node);
+            }
+        }
     }
 
     /// Runs one iterative lookup from `seeds` (the table's closest when `None`).
@@ -192,13 +417,16 @@ impl SwarmInner {
                             None => std::future::pending().await,
                         }
                     };
+                    // Biased: a result due at the same instant as a deadline is always taken first
+                    // (its failure report to the table must not depend on a coin toss: simulations
+                    // are reproducible from their seed).
                     tokio::select! {
-                        Some((node, result)) = in_flight.next() => match result {
-                            Ok(nodes) => lookup.on_response(&node.id, nodes, Instant::now()),
-                            Err(_) => lookup.on_failure(&node.id, Instant::now()),
-                        },
-                        _ = sleep => {}
+                        biased;
                         _ = self.cancel.cancelled() => return Err(Error::Shutdown),
+                        Some((node, result)) = in_flight.next() => {
+                            self.on_find_node_result(&mut lookup, &node, result);
+                        }
+                        _ = sleep => {}
                     }
                 }
             }

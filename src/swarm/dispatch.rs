@@ -7,6 +7,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::{DropReason, Message, SwarmEvent, SwarmInner};
+use crate::dht::table::Seen;
 use crate::peer::NodeInfo;
 use crate::wire::pb;
 
@@ -34,8 +35,8 @@ impl SwarmInner {
             return drop_it(DropReason::ClockSkew);
         }
         if meta.gossip || meta.protocol == crate::gossip::GOSSIP_PROTOCOL {
-            // The session authenticated the sender: it is alive and reachable.
-            self.saw_node(&from);
+            // The session authenticated the sender: it contacted us, it has not answered us.
+            self.saw_node(&from, Seen::Inbound);
             return self.on_gossip(from, meta, envelope.payload).await;
         }
         if envelope.payload.len() > self.payload_limit(&meta.protocol) {
@@ -54,19 +55,19 @@ impl SwarmInner {
             gossip_id: None,
             swarm: self.weak_self(),
         };
-        // The session authenticated the sender: it is alive and reachable.
-        self.saw_node(&from);
         if meta.response {
-            let Some(req_id) = req_id else {
-                return drop_it(DropReason::UnmatchedResponse);
-            };
-            if self.requests.complete(from.id, req_id, message) {
+            // A matched response is recorded as an answer by the requester (`request_raw`, the lookup).
+            if let Some(req_id) = req_id
+                && self.requests.complete(from.id, req_id, message)
+            {
                 self.stats.responses_matched.fetch_add(1, Ordering::Relaxed);
-            } else {
-                drop_it(DropReason::UnmatchedResponse);
+                return;
             }
-            return;
+            self.saw_node(&from, Seen::Inbound);
+            return drop_it(DropReason::UnmatchedResponse);
         }
+        // The session authenticated the sender: it contacted us, it has not answered us.
+        self.saw_node(&from, Seen::Inbound);
         if meta.protocol.starts_with(super::protocols::RESERVED_PREFIX)
             && self.serve_internal(&message).await
         {

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::config::{Config, semver_major};
 use crate::crypto::handshake::HandshakeConfig;
 use crate::dht::lookup::{LookupReport, LookupResult, LookupTarget};
-use crate::dht::table::{RoutingTable, TableConfig};
+use crate::dht::table::{RoutingTable, Seen};
 use crate::error::Error;
 use crate::identity::{DhtId, Keypair, NodeId};
 use crate::peer::NodeInfo;
@@ -37,7 +37,8 @@ pub mod protocols;
 pub mod requests;
 
 pub use dht::{
-    BootstrapReport, FINDNODE_PROTOCOL, FindNodeError, PING_PROTOCOL, parse_find_node_response,
+    BootstrapReport, DhtStats, FINDNODE_PROTOCOL, FindNodeError, LabelCounts, MAX_VERIFYING,
+    PING_PROTOCOL, parse_find_node_response,
 };
 pub use gossip::{BroadcastReport, GossipStats};
 pub use message::Message;
@@ -170,6 +171,8 @@ pub struct SwarmStats {
     pub traffic: counters::TrafficStats,
     /// Hops and time of completed lookups.
     pub lookup_histograms: counters::LookupHistograms,
+    /// Routing-table and lookup defences.
+    pub dht: DhtStats,
 }
 
 impl SwarmStats {
@@ -212,6 +215,8 @@ pub(crate) struct SwarmInner {
     requests: RequestTable,
     /// Kademlia routing table; the lock is never held across an await.
     table: std::sync::Mutex<RoutingTable>,
+    /// DHT state beside the table (inbound-only nodes being verified).
+    dht: dht::DhtState,
     /// The node's random choices; seeded for reproducible simulations. Never held across an await.
     rng: std::sync::Mutex<StdRng>,
     /// Event fan-out (bounded; slow readers lag).
@@ -278,11 +283,7 @@ impl Swarm {
     {
         config.validate()?;
         let (events, _) = broadcast::channel(config.swarm.event_queue);
-        let table_config = TableConfig {
-            bucket_count: config.dht.bucket_count,
-            bucket_size: config.dht.bucket_size,
-            ..TableConfig::default()
-        };
+        let table_config = dht::table_config(&config);
         let gossip = gossip::GossipState::new(&config.gossip);
         let bans = bans::BanState::new(&config);
         let inner = Arc::new(SwarmInner {
@@ -296,6 +297,7 @@ impl Swarm {
                 keypair.node_id().dht_id(),
                 table_config,
             )),
+            dht: dht::DhtState::default(),
             rng: std::sync::Mutex::new(match rng_seed {
                 Some(seed) => StdRng::seed_from_u64(seed),
                 None => StdRng::from_rng(&mut rand::rng()),
@@ -644,6 +646,14 @@ impl SwarmInner {
             (&mut pending.rx).await.map_err(|_| Error::Shutdown)
         };
         match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(response)) => {
+                // It answered us: verified in the table. FindNode answers are recorded by the lookup
+                // once their content passed its checks.
+                if protocol != FINDNODE_PROTOCOL {
+                    self.saw_node(response.sender(), Seen::Answered);
+                }
+                Ok(response)
+            }
             Ok(result) => result,
             Err(_) if self.cancel.is_cancelled() => Err(Error::Shutdown),
             Err(_) => Err(Error::Timeout),

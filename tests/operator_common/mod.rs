@@ -60,7 +60,16 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts `kadmesh node --listen 127.0.0.1:<port> --api 127.0.0.1:0 --data-dir <dir> <extra>`, its
     /// stderr in `<dir>.log`, and waits for its two stdout lines.
+    ///
+    /// Without a `--config` in `extra` the node gets one that exempts loopback from the per-IP and
+    /// per-subnet limits (every test node shares 127.0.0.1).
     pub async fn start(name: &str, dir: &Path, port: u16, extra: &[&str]) -> NodeProc {
+        let config = dir.with_extension("toml");
+        let mut extra = extra.to_vec();
+        if !extra.contains(&"--config") {
+            std::fs::write(&config, "[net]\nexempt_local = true\n").unwrap();
+            extra.extend(["--config", config.to_str().unwrap()]);
+        }
         let log = dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -73,7 +82,7 @@ impl NodeProc {
             .args(["--api", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(dir)
-            .args(extra)
+            .args(&extra)
             .env("RUST_LOG", "warn,kadmesh=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -7,16 +7,32 @@ use rand::{Rng, RngExt, SeedableRng};
 use tokio::time::Instant;
 
 use super::*;
+use crate::dht::subnet::SubnetPolicy;
 
 const MS: Duration = Duration::from_millis(1);
 
+/// A node with a random id; `port` picks its address: a /24 of its own (`20.p.p.1`) and port 1000 + p, so
+/// ports keep their order and no subnet limit bites.
 fn node(rng: &mut StdRng, port: u16) -> NodeInfo {
     let mut bytes = [0u8; 33];
     rng.fill_bytes(&mut bytes);
+    let [hi, lo] = port.to_be_bytes();
     NodeInfo::new(
         NodeId::from_raw_unchecked(bytes),
-        ([127, 0, 0, 1], port).into(),
+        ([20, hi, lo, 1], port.wrapping_add(1000).max(1)).into(),
     )
+}
+
+/// What an honest node answers from the nodes it knows: not itself, sorted by distance to `key`, at most
+/// `k`.
+fn honest(me: &NodeInfo, known: &[NodeInfo], key: &DhtId, k: usize) -> Vec<NodeInfo> {
+    let mut v: Vec<NodeInfo> = crate::peer::union(known, &[])
+        .into_iter()
+        .filter(|n| n.id != me.id)
+        .collect();
+    crate::peer::sort_by_distance(&mut v, key);
+    v.truncate(k);
+    v
 }
 
 fn nodes(seed: u64, n: usize) -> Vec<NodeInfo> {
@@ -82,7 +98,10 @@ fn drive(
     max_steps: usize,
     respond: &mut dyn FnMut(&NodeInfo) -> Reply,
 ) -> Driven {
-    let (alpha, timeout) = (lookup.cfg.alpha, lookup.cfg.request_timeout);
+    let (alpha, timeout) = (
+        lookup.cfg.alpha * lookup.cfg.disjoint_paths,
+        lookup.cfg.request_timeout,
+    );
     let mut now = start;
     let mut events: Vec<(Instant, NodeId, Option<Vec<NodeInfo>>)> = Vec::new();
     let mut outstanding: HashMap<NodeId, Instant> = HashMap::new();
@@ -90,7 +109,7 @@ fn drive(
     let (mut steps, mut max_in_flight, mut max_candidates) = (0, 0, 0);
     loop {
         steps += 1;
-        max_candidates = max_candidates.max(lookup.candidates.len());
+        max_candidates = max_candidates.max(lookup.all_candidates().len());
         assert!(steps <= max_steps, "no end after {max_steps} steps");
         match lookup.next(now) {
             LookupAction::Finished(outcome) => {
@@ -130,7 +149,9 @@ fn drive(
                     now = now.max(at);
                     outstanding.remove(&from);
                     match reply {
-                        Some(nodes) => lookup.on_response(&from, nodes, now),
+                        Some(nodes) => {
+                            lookup.on_response(&from, nodes, now);
+                        }
                         None => lookup.on_failure(&from, now),
                     }
                 } else {
@@ -211,12 +232,17 @@ fn node_mode_finds_target_and_counts_hops() {
     sent.sort_by_key(|x| x.addr.port());
     assert_eq!(sent, vec![n[1], n[2]]);
     assert!(matches!(lookup.next(t0), LookupAction::Wait(Some(_))));
-    lookup.on_response(&n[2].id, vec![], t0 + MS);
-    lookup.on_response(&n[1].id, vec![n[3], n[0]], t0 + MS);
+    let key = target.dht_id();
+    assert_eq!(
+        lookup.on_response(&n[2].id, vec![], t0 + MS),
+        Verdict::Accepted
+    );
+    // Our own id in an answer is legitimate (the responder knows us) and skipped.
+    lookup.on_response(&n[1].id, sorted(vec![n[3], n[0]], &key), t0 + MS);
     assert_eq!(query(&mut lookup, t0 + MS), n[3]);
     lookup.on_response(&n[3].id, vec![n[4]], t0 + 2 * MS);
     assert_eq!(query(&mut lookup, t0 + 2 * MS), n[4]);
-    lookup.on_response(&n[4].id, vec![n[1], target], t0 + 3 * MS);
+    lookup.on_response(&n[4].id, sorted(vec![n[1], target], &key), t0 + 3 * MS);
     assert!(lookup.is_finished());
     let o = outcome(&mut lookup, t0 + 4 * MS);
     assert_eq!(o.result, LookupResult::Found(target));
@@ -235,8 +261,8 @@ fn closest_mode_terminates_when_window_has_answered() {
     // A complete network of 7 nodes besides us: everyone answers with everyone.
     let all: Vec<NodeInfo> = n.clone();
     let mut lookup = Lookup::new(LookupTarget::Closest(key), local, vec![n[1]], cfg(2, 3), t0);
-    let driven = drive(&mut lookup, local, t0, 100, &mut |_| {
-        Reply::Answer(MS, all.clone())
+    let driven = drive(&mut lookup, local, t0, 100, &mut |me| {
+        Reply::Answer(MS, honest(me, &all, &key, 3))
     });
     let want = sorted(n[1..].to_vec(), &key)[..3].to_vec();
     assert_eq!(driven.outcome.result, LookupResult::Closest(want.clone()));
@@ -322,6 +348,7 @@ fn overall_timeout_finishes_with_what_we_have() {
         k: 20,
         request_timeout: Duration::from_secs(60),
         overall_timeout: Duration::from_secs(30),
+        ..LookupConfig::default()
     };
     let end = t0 + Duration::from_secs(30);
     for target in [
@@ -352,7 +379,7 @@ fn overall_timeout_finishes_with_what_we_have() {
 }
 
 #[test]
-fn peer_answering_only_with_itself_does_not_stall() {
+fn peer_answering_with_itself_is_rejected_and_does_not_stall() {
     let t0 = Instant::now();
     let n = nodes(8, 3);
     for target in [
@@ -361,38 +388,37 @@ fn peer_answering_only_with_itself_does_not_stall() {
     ] {
         let mut lookup = Lookup::new(target, n[0].id, vec![n[1]], cfg(3, 20), t0);
         let driven = drive(&mut lookup, n[0].id, t0, 10, &mut |me| {
-            Reply::Answer(MS, vec![*me, *me])
+            Reply::Answer(MS, vec![*me])
         });
         let o = driven.outcome;
         assert_eq!(o.report.rpcs, 1);
+        assert_eq!((o.report.failures, o.report.rejected), (1, 1));
         assert!(!o.report.timed_out);
-        assert_eq!(o.responded, vec![n[1]]);
+        assert!(o.responded.is_empty());
         match target {
             LookupTarget::Node(_) => assert_eq!(o.result, LookupResult::NotFound),
-            LookupTarget::Closest(_) => {
-                assert_eq!(o.result, LookupResult::Closest(vec![n[1]]));
-                assert_eq!(o.report.rounds, 0);
-            }
+            LookupTarget::Closest(_) => assert_eq!(o.result, LookupResult::Closest(vec![])),
         }
     }
 }
 
 #[test]
-fn peer_answering_with_garbage_does_not_break_the_lookup() {
+fn far_garbage_does_not_break_the_lookup() {
     let t0 = Instant::now();
     let mut rng = StdRng::seed_from_u64(10);
     let real = nodes(11, 40);
     let local = real[0].id;
     let key = DhtId::random(&mut rng);
     let liar = real[1];
-    // 2000 nodes that do not exist, all in the far half of the key space.
+    // Nodes that do not exist, all in the far half of the key space: a well-formed answer.
     let mut garbage = Vec::new();
-    while garbage.len() < 2000 {
-        let g = node(&mut rng, 10_000);
+    while garbage.len() < 5 {
+        let g = node(&mut rng, 10_000 + garbage.len() as u16);
         if g.dht_id().common_prefix_len(&key) == 0 {
             garbage.push(g);
         }
     }
+    let garbage = sorted(garbage, &key);
     let real_ids: HashSet<NodeId> = real.iter().map(|r| r.id).collect();
     let mut lookup = Lookup::new(
         LookupTarget::Closest(key),
@@ -406,7 +432,7 @@ fn peer_answering_with_garbage_does_not_break_the_lookup() {
         if n.id == liar.id {
             Reply::Answer(MS, garbage.clone())
         } else if real_ids.contains(&n.id) {
-            Reply::Answer(2 * MS, real.clone())
+            Reply::Answer(2 * MS, honest(n, &real, &key, 5))
         } else {
             queried_garbage += 1;
             Reply::Silent
@@ -425,6 +451,238 @@ fn peer_answering_with_garbage_does_not_break_the_lookup() {
         driven.max_candidates <= 15 + rpcs,
         "{}",
         driven.max_candidates
+    );
+}
+
+/// A lookup with one request in flight to `responder` (the only seed).
+fn asked(responder: NodeInfo, local: NodeId, key: DhtId, k: usize, t0: Instant) -> Lookup {
+    let mut lookup = Lookup::new(
+        LookupTarget::Closest(key),
+        local,
+        vec![responder],
+        cfg(3, k),
+        t0,
+    );
+    assert_eq!(query(&mut lookup, t0), responder);
+    lookup
+}
+
+#[test]
+fn impossible_answers_are_rejected_count_as_failures_and_contribute_nothing() {
+    let t0 = Instant::now();
+    let n = nodes(20, 8);
+    let (local, responder) = (n[0], n[1]);
+    let key = DhtId::random(&mut StdRng::seed_from_u64(21));
+    let good = sorted(n[2..6].to_vec(), &key);
+    let at = |addr: &str| NodeInfo::new(n[6].id, addr.parse().unwrap());
+    let mut unsorted = good.clone();
+    unsorted.swap(0, 3);
+    let cases: Vec<(Vec<NodeInfo>, InvalidResponse)> = vec![
+        (n[2..8].to_vec(), InvalidResponse::Oversized),
+        (vec![good[0], good[0]], InvalidResponse::Duplicate),
+        (
+            sorted(vec![good[0], responder], &key),
+            InvalidResponse::ListsResponder,
+        ),
+        (vec![at("1.2.3.4:0")], InvalidResponse::Unroutable),
+        (vec![at("0.0.0.0:7513")], InvalidResponse::Unroutable),
+        (vec![at("[::]:7513")], InvalidResponse::Unroutable),
+        (vec![at("239.1.2.3:7513")], InvalidResponse::Unroutable),
+        (
+            vec![at("255.255.255.255:7513")],
+            InvalidResponse::Unroutable,
+        ),
+        (unsorted, InvalidResponse::Unsorted),
+    ];
+    for (answer, reason) in cases {
+        let mut lookup = asked(responder, local.id, key, 5, t0);
+        assert_eq!(
+            lookup.on_response(&responder.id, answer.clone(), t0 + MS),
+            Verdict::Rejected(reason),
+            "{answer:?}"
+        );
+        assert_eq!(
+            lookup.all_candidates().len(),
+            1,
+            "nothing merged from {answer:?}"
+        );
+        let o = outcome(&mut lookup, t0 + MS);
+        assert_eq!(
+            (o.report.failures, o.report.rejected, o.report.answered),
+            (1, 1, 0)
+        );
+        assert_eq!(o.result, LookupResult::Closest(vec![]));
+        // Once rejected, later answers of the same node are ignored.
+        assert_eq!(
+            lookup.on_response(&responder.id, good.clone(), t0 + MS),
+            Verdict::Ignored
+        );
+    }
+    // The same nodes, well formed (with our own id among them), are accepted.
+    let mut lookup = asked(responder, local.id, key, 5, t0);
+    let fine = sorted(vec![good[0], good[1], local], &key);
+    assert_eq!(
+        lookup.on_response(&responder.id, fine, t0 + MS),
+        Verdict::Accepted
+    );
+    assert_eq!(lookup.all_candidates().len(), 3);
+}
+
+#[test]
+fn one_subnet_fills_at_most_max_per_subnet_candidates_of_a_path() {
+    let t0 = Instant::now();
+    let mut rng = StdRng::seed_from_u64(22);
+    let n = nodes(23, 3);
+    let key = DhtId::random(&mut rng);
+    // 20 Sybils of one /24, well formed.
+    let sybils = sorted(
+        (0..20u8)
+            .map(|i| {
+                let mut s = node(&mut rng, 0);
+                s.addr = ([66, 6, 6, i], 7513).into();
+                s
+            })
+            .collect(),
+        &key,
+    );
+    for (exempt, ip, kept) in [
+        (false, [66, 6, 6], 5),
+        (true, [66, 6, 6], 5),
+        (true, [127, 0, 0], 20),
+    ] {
+        let sybils: Vec<NodeInfo> = sybils
+            .iter()
+            .enumerate()
+            .map(|(i, s)| NodeInfo::new(s.id, ([ip[0], ip[1], ip[2], i as u8], 7513).into()))
+            .collect();
+        let config = LookupConfig {
+            subnets: SubnetPolicy {
+                exempt_local: exempt,
+            },
+            ..cfg(3, 20)
+        };
+        let mut lookup = Lookup::new(LookupTarget::Closest(key), n[0].id, vec![n[1]], config, t0);
+        assert_eq!(query(&mut lookup, t0), n[1]);
+        assert_eq!(
+            lookup.on_response(&n[1].id, sybils, t0 + MS),
+            Verdict::Accepted
+        );
+        assert_eq!(
+            lookup.all_candidates().len(),
+            1 + kept,
+            "exempt {exempt} {ip:?}"
+        );
+    }
+}
+
+#[test]
+fn seeds_are_dealt_over_the_paths_and_each_path_has_its_own_alpha() {
+    let t0 = Instant::now();
+    let n = nodes(24, 10);
+    let key = DhtId::random(&mut StdRng::seed_from_u64(25));
+    let seeds = sorted(n[1..].to_vec(), &key);
+    let config = LookupConfig {
+        disjoint_paths: 3,
+        ..cfg(2, 20)
+    };
+    let mut lookup = Lookup::new(
+        LookupTarget::Closest(key),
+        n[0].id,
+        seeds.clone(),
+        config,
+        t0,
+    );
+    for (p, path) in lookup.paths.iter().enumerate() {
+        let ids: Vec<NodeId> = path.candidates.iter().map(|c| c.info.id).collect();
+        let dealt: Vec<NodeId> = seeds.iter().skip(p).step_by(3).map(|s| s.id).collect();
+        assert_eq!(ids, dealt, "path {p}");
+    }
+    let sent: Vec<NodeInfo> = (0..6).map(|_| query(&mut lookup, t0)).collect();
+    assert!(matches!(lookup.next(t0), LookupAction::Wait(_)));
+    assert_eq!(lookup.in_flight(), 6);
+    for p in 0..3 {
+        assert_eq!(lookup.paths[p].in_flight(), 2);
+    }
+    // A node one path queried leaves the others, and is never added to them again.
+    let first = sent[0];
+    let (p, _) = lookup.waiting(&first.id).unwrap();
+    let other = (p + 1) % 3;
+    let q = sent.iter().find(|s| lookup.owner[&s.id] == other).unwrap();
+    let answer = sorted(vec![first, seeds[8]], &key);
+    assert_eq!(
+        lookup.on_response(&q.id, answer, t0 + MS),
+        Verdict::Accepted
+    );
+    for (i, path) in lookup.paths.iter().enumerate() {
+        let has_first = path.candidates.iter().any(|c| c.info.id == first.id);
+        assert_eq!(has_first, i == p, "path {i}");
+    }
+}
+
+/// Six nodes and a `Node`-mode lookup of node 5 from node 0, seeded with `seeds` of them (returned sorted
+/// by distance to the target).
+fn node_lookup(
+    seed: u64,
+    seeds: std::ops::Range<usize>,
+    config: LookupConfig,
+    t0: Instant,
+) -> (Vec<NodeInfo>, Vec<NodeInfo>, Lookup) {
+    let n = nodes(seed, 6);
+    let seeds = sorted(n[seeds].to_vec(), &n[5].dht_id());
+    let lookup = Lookup::new(
+        LookupTarget::Node(n[5].id),
+        n[0].id,
+        seeds.clone(),
+        config,
+        t0,
+    );
+    (n, seeds, lookup)
+}
+
+#[test]
+fn a_node_lookup_succeeds_if_any_path_finds_the_target_and_waits_for_every_path() {
+    let t0 = Instant::now();
+    let config = LookupConfig {
+        disjoint_paths: 2,
+        request_timeout: 100 * MS,
+        ..cfg(3, 20)
+    };
+    let (n, seeds, mut lookup) = node_lookup(26, 1..3, config, t0);
+    let target = n[5];
+    let a = query(&mut lookup, t0);
+    let b = query(&mut lookup, t0);
+    assert_eq!(vec![a, b], seeds);
+    // Path 1 finds the target; path 0 still waits for `a`.
+    lookup.on_response(&b.id, vec![target], t0 + MS);
+    assert!(!lookup.is_finished());
+    // `a` answers with a node that never answers: path 0 ends by its timeout.
+    lookup.on_response(&a.id, vec![n[3]], t0 + 2 * MS);
+    assert_eq!(query(&mut lookup, t0 + 2 * MS), n[3]);
+    assert!(!lookup.is_finished());
+    let o = outcome(&mut lookup, t0 + 102 * MS);
+    assert_eq!(o.result, LookupResult::Found(target));
+    assert_eq!(o.report.rounds, 1);
+    assert_eq!((o.report.rpcs, o.report.failures), (3, 1));
+    assert!(!o.report.timed_out);
+}
+
+#[test]
+fn paths_that_disagree_on_the_address_are_outvoted() {
+    let t0 = Instant::now();
+    let config = LookupConfig {
+        disjoint_paths: 3,
+        ..cfg(3, 20)
+    };
+    let (n, _, mut lookup) = node_lookup(27, 1..4, config, t0);
+    let target = n[5];
+    let asked: Vec<NodeInfo> = (0..3).map(|_| query(&mut lookup, t0)).collect();
+    let forged = NodeInfo::new(target.id, "6.6.6.6:6666".parse().unwrap());
+    lookup.on_response(&asked[0].id, vec![forged], t0 + MS);
+    lookup.on_response(&asked[1].id, vec![target], t0 + MS);
+    lookup.on_response(&asked[2].id, vec![target], t0 + MS);
+    assert_eq!(
+        outcome(&mut lookup, t0 + MS).result,
+        LookupResult::Found(target)
     );
 }
 
@@ -448,10 +706,18 @@ fn late_response_after_timeout_is_ignored() {
             let second = query(&mut lookup, deadline);
             assert_ne!(second, first);
         }
-        lookup.on_response(&first.id, vec![target], deadline);
+        assert_eq!(
+            lookup.on_response(&first.id, vec![target], deadline),
+            Verdict::Ignored
+        );
         assert!(!lookup.is_finished());
         assert_eq!(lookup.failures, 1);
-        assert!(lookup.candidates.iter().all(|c| c.info.id != target.id));
+        assert!(
+            lookup
+                .all_candidates()
+                .iter()
+                .all(|c| c.info.id != target.id)
+        );
     }
 }
 
@@ -479,7 +745,7 @@ fn responses_from_unqueried_nodes_are_ignored() {
     lookup.on_response(&asked.id, vec![n[3]], t0 + MS);
     lookup.on_response(&asked.id, vec![target], t0 + 2 * MS);
     assert!(!lookup.is_finished());
-    assert_eq!(lookup.candidates.len(), 3);
+    assert_eq!(lookup.all_candidates().len(), 3);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -562,8 +828,9 @@ impl Net {
         }
     }
 
-    /// Runs one lookup from `local`, seeded with its table's k closest to the target (minus the target).
-    fn lookup(&self, local: usize, target: LookupTarget, rng: &mut StdRng) -> Driven {
+    /// Runs one lookup with `paths` disjoint paths from `local`, seeded with its table's k closest to the
+    /// target (minus the target).
+    fn lookup(&self, local: usize, target: LookupTarget, paths: usize, rng: &mut StdRng) -> Driven {
         let key = target.dht_id();
         let skip = match target {
             LookupTarget::Node(id) => Some(id),
@@ -572,7 +839,11 @@ impl Net {
         let t0 = Instant::now();
         let me = self.nodes[local].id;
         let seeds = self.find_node(local, &key, skip);
-        let mut lookup = Lookup::new(target, me, seeds, LookupConfig::default(), t0);
+        let config = LookupConfig {
+            disjoint_paths: paths,
+            ..LookupConfig::default()
+        };
+        let mut lookup = Lookup::new(target, me, seeds, config, t0);
         drive(&mut lookup, me, t0, 10 * self.nodes.len(), &mut |n| {
             let i = self.index[&n.id];
             if self.dead[i] {
@@ -599,7 +870,7 @@ struct Stats {
     rpcs: Vec<u32>,
 }
 
-fn run(net: &Net, lookups: usize, node_mode: bool, rng: &mut StdRng) -> Stats {
+fn run(net: &Net, lookups: usize, node_mode: bool, paths: usize, rng: &mut StdRng) -> Stats {
     let mut stats = Stats {
         ok: 0,
         recalled: 0,
@@ -617,9 +888,9 @@ fn run(net: &Net, lookups: usize, node_mode: bool, rng: &mut StdRng) -> Stats {
             let want = LookupResult::Closest(net.true_closest(&key, local));
             (LookupTarget::Closest(key), want)
         };
-        let driven = net.lookup(local, target, rng);
+        let driven = net.lookup(local, target, paths, rng);
         let report = driven.outcome.report;
-        assert!(driven.max_in_flight <= 3);
+        assert!(driven.max_in_flight <= 3 * paths);
         assert!(!report.timed_out);
         stats.ok += usize::from(driven.outcome.result == want);
         if let (LookupResult::Closest(got), LookupResult::Closest(want)) =
@@ -654,30 +925,32 @@ fn report(label: &str, lookups: usize, stats: &mut Stats) -> (u32, u32) {
     (r50, c50)
 }
 
-fn network_test(n: usize, seed: u64) {
+fn network_test(n: usize, seed: u64, paths: usize) {
     let mut rng = StdRng::seed_from_u64(seed);
     let net = Net::build(n, 0.0, &mut rng);
     let lookups = 200;
+    let label = |what: &str| format!("N={n} d={paths} {what}");
 
-    let mut closest = run(&net, lookups, false, &mut rng);
-    let (rounds, _) = report(&format!("N={n} closest"), lookups, &mut closest);
+    let mut closest = run(&net, lookups, false, paths, &mut rng);
+    let (rounds, _) = report(&label("closest"), lookups, &mut closest);
     assert!(closest.ok * 100 >= lookups * 99, "{} exact", closest.ok);
     assert!(rounds <= 3);
 
-    let mut node = run(&net, lookups, true, &mut rng);
-    let (rounds, rpcs) = report(&format!("N={n} node"), lookups, &mut node);
+    let mut node = run(&net, lookups, true, paths, &mut rng);
+    let (rounds, rpcs) = report(&label("node"), lookups, &mut node);
     assert_eq!(node.ok, lookups);
     assert!(rounds <= 3);
-    assert!(rpcs <= 10);
+    // Each path has its own budget: d paths cost up to d times as much.
+    assert!(rpcs <= 10 * paths as u32);
 
     let net = Net::build(n, 0.1, &mut rng);
-    let mut dead = run(&net, lookups, true, &mut rng);
-    report(&format!("N={n} node, 10% dead"), lookups, &mut dead);
+    let mut dead = run(&net, lookups, true, paths, &mut rng);
+    report(&label("node, 10% dead"), lookups, &mut dead);
     assert!(dead.ok * 100 >= lookups * 99, "{} found", dead.ok);
     // Responders list dead nodes among their k nearest, so the k-th closest live node is sometimes never
     // mentioned by anyone: only near-complete recall can be expected.
-    let mut dead = run(&net, lookups, false, &mut rng);
-    report(&format!("N={n} closest live, 10% dead"), lookups, &mut dead);
+    let mut dead = run(&net, lookups, false, paths, &mut rng);
+    report(&label("closest live, 10% dead"), lookups, &mut dead);
     assert!(
         dead.recalled * 100 >= dead.wanted * 95,
         "recall {}/{}",
@@ -688,12 +961,17 @@ fn network_test(n: usize, seed: u64) {
 
 #[test]
 fn network_100_nodes() {
-    network_test(100, 100);
+    network_test(100, 100, 1);
 }
 
 #[test]
 fn network_1000_nodes() {
-    network_test(1000, 1000);
+    network_test(1000, 1000, 1);
+}
+
+#[test]
+fn network_1000_nodes_three_disjoint_paths() {
+    network_test(1000, 1001, 3);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -710,13 +988,16 @@ fn pick(rng: &mut StdRng, from: &[NodeInfo]) -> Vec<NodeInfo> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
-    /// Random networks with peers that answer, fail, stay silent, answer with themselves or with garbage:
-    /// the lookup ends within a bounded number of steps and never exceeds alpha in flight.
+    /// Random networks with peers that answer properly, fail, stay silent, answer with themselves, with
+    /// unsorted picks or with garbage, over 1 to 4 disjoint paths: the lookup ends within a bounded number
+    /// of steps, never exceeds alpha in flight per path, never queries a node twice (so no node is queried
+    /// by two paths), and impossible answers are rejected.
     #[test]
     fn lookup_always_terminates(
         n in 1usize..40,
         alpha in 0usize..5,
         k in 0usize..8,
+        paths in 1usize..5,
         seed_count in 0usize..6,
         node_mode in any::<bool>(),
         seed in any::<u64>(),
@@ -730,37 +1011,47 @@ proptest! {
         } else {
             LookupTarget::Closest(DhtId::random(&mut rng))
         };
+        let key = target.dht_id();
         let seeds = (0..seed_count).map(|_| real[rng.random_range(0..real.len())]).collect();
         let config = LookupConfig {
             alpha,
             k,
             request_timeout: Duration::from_millis(rng.random_range(1..100)),
             overall_timeout: Duration::from_millis(rng.random_range(1..2000)),
+            disjoint_paths: paths,
+            ..LookupConfig::default()
         };
         let t0 = Instant::now();
         let mut lookup = Lookup::new(target, local, seeds, config, t0);
         let max_steps = 4 * (real.len() + garbage.len()) + 8;
         let driven = drive(&mut lookup, local, t0, max_steps, &mut |me| {
             let delay = rng.random_range(0..150) * MS;
-            match rng.random_range(0..6) {
+            match rng.random_range(0..7) {
                 0 => Reply::Silent,
                 1 => Reply::Fail(delay),
                 2 => Reply::Answer(delay, vec![*me]),
-                3 => Reply::Answer(delay, pick(&mut rng, &garbage)),
-                _ => Reply::Answer(delay, pick(&mut rng, &real)),
+                3 => Reply::Answer(delay, honest(me, &pick(&mut rng, &garbage), &key, k.max(1))),
+                4 => Reply::Answer(delay, pick(&mut rng, &real)),
+                _ => Reply::Answer(delay, honest(me, &pick(&mut rng, &real), &key, k.max(1))),
             }
         });
-        prop_assert!(driven.max_in_flight <= alpha.max(1));
+        prop_assert!(driven.max_in_flight <= alpha.max(1) * paths);
         let o = driven.outcome;
         prop_assert!(o.report.elapsed <= config.overall_timeout);
         prop_assert!(o.report.failures <= o.report.rpcs);
+        prop_assert!(o.report.rejected <= o.report.failures);
         prop_assert_eq!(o.responded.len() + o.report.failures as usize
             <= o.report.rpcs as usize, true);
         if let LookupResult::Closest(found) = &o.result {
             prop_assert!(found.len() <= k.max(1));
             prop_assert!(found.iter().all(|f| o.responded.contains(f)));
-            let key = target.dht_id();
             prop_assert!(found.windows(2).all(|w| w[0].dht_id().distance(&key) < w[1].dht_id().distance(&key)));
+        }
+        // Every queried node belongs to exactly one path.
+        for (id, p) in &lookup.owner {
+            for (q, path) in lookup.paths.iter().enumerate() {
+                prop_assert_eq!(path.candidates.iter().any(|c| c.info.id == *id), q == *p);
+            }
         }
     }
 }

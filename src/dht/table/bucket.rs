@@ -1,33 +1,31 @@
-//! One k-bucket: its entries ordered by last seen (most recent first), its pending candidate and the time
-//! it was last touched.
+//! One k-bucket: its entries ordered by last seen (most recent first), its replacement cache, the LRU ping
+//! in progress and the time it was last touched.
 
 use tokio::time::Instant;
 
+use crate::dht::subnet::Subnet;
 use crate::identity::DhtId;
 use crate::peer::NodeInfo;
 
-/// A node held by the table (or waiting as a bucket's pending candidate), with its precomputed
-/// [`DhtId`] and the time it was last seen.
+/// A node held by the table (as an entry or a replacement candidate), with its precomputed [`DhtId`] and
+/// subnet, the time it was last seen, whether it answered us and its consecutive request failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeRecord {
     /// The node.
     pub(super) node: NodeInfo,
     /// `node.dht_id()`, computed once.
     pub(super) dht_id: DhtId,
-    /// When the node was last seen; for a pending candidate, when it became the candidate.
+    /// The subnet of `node.addr` under the table's policy (`None`: exempt).
+    pub(super) subnet: Option<Subnet>,
+    /// When the node was last seen.
     pub(super) last_seen: Instant,
+    /// Whether it answered a request of ours (only such nodes are served to others).
+    pub(super) verified: bool,
+    /// Our requests it failed in a row.
+    pub(super) failures: u32,
 }
 
 impl NodeRecord {
-    /// Builds a record; `dht_id` must be `node.dht_id()`.
-    pub(super) fn new(node: NodeInfo, dht_id: DhtId, last_seen: Instant) -> Self {
-        Self {
-            node,
-            dht_id,
-            last_seen,
-        }
-    }
-
     /// The node.
     pub fn node(&self) -> &NodeInfo {
         &self.node
@@ -38,21 +36,35 @@ impl NodeRecord {
         &self.dht_id
     }
 
-    /// When the node was last seen; for a pending candidate, when it became the candidate.
+    /// When the node was last seen.
     pub fn last_seen(&self) -> Instant {
         self.last_seen
     }
+
+    /// Whether it answered a request of ours; if not it is *inbound-only* and never served to others.
+    pub fn is_verified(&self) -> bool {
+        self.verified
+    }
+
+    /// Our requests it failed in a row.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
 }
 
-/// A k-bucket. Invariants kept by every method: `entries` is sorted by `last_seen`, most recent first;
-/// a pending candidate exists only while `entries` is full (the table never leaves a full bucket's
-/// freed slot empty while a candidate waits).
+/// A k-bucket. Invariants kept by the table: `entries` is sorted by `last_seen`, most recent first;
+/// `inbound` counts the entries that are not verified; the cache holds verified nodes only, most recently
+/// seen first, and is empty unless `entries` is full.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Bucket {
     /// The entries, most recently seen first (index 0), least recently seen last.
     pub(super) entries: Vec<NodeRecord>,
-    /// The newcomer waiting for the least-recently-seen entry's ping result.
-    pub(super) pending: Option<NodeRecord>,
+    /// Replacement candidates, most recently seen first.
+    pub(super) cache: Vec<NodeRecord>,
+    /// Entries that have not answered us yet.
+    pub(super) inbound: usize,
+    /// When the ping of the least-recently-seen entry was asked for, while its result is awaited.
+    pub(super) ping_since: Option<Instant>,
     /// When an entry was last refreshed or inserted, or a lookup into the bucket ran.
     pub(super) last_touched: Option<Instant>,
 }
@@ -66,22 +78,21 @@ impl Bucket {
         }
     }
 
-    /// The entry with `id` and its position, if present.
-    pub(super) fn find(&self, id: &DhtId) -> Option<(usize, &NodeRecord)> {
-        self.entries
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.dht_id == *id)
+    /// The position of the entry with `id`.
+    pub(super) fn find(&self, id: &DhtId) -> Option<usize> {
+        self.entries.iter().position(|r| r.dht_id == *id)
     }
 
-    /// The pending candidate, if it has `id`.
-    pub(super) fn pending_with(&self, id: &DhtId) -> Option<&NodeRecord> {
-        self.pending.as_ref().filter(|p| p.dht_id == *id)
+    /// The position of the replacement candidate with `id`.
+    pub(super) fn find_candidate(&self, id: &DhtId) -> Option<usize> {
+        self.cache.iter().position(|r| r.dht_id == *id)
     }
 
-    /// The least-recently-seen entry.
-    pub(super) fn lru(&self) -> Option<&NodeRecord> {
-        self.entries.last()
+    /// Entries of `subnet` in this bucket (0 for an exempt node).
+    pub(super) fn subnet_entries(&self, subnet: Option<Subnet>) -> usize {
+        subnet.map_or(0, |s| {
+            self.entries.iter().filter(|r| r.subnet == Some(s)).count()
+        })
     }
 
     /// Records that the bucket was used at `now` (never moves the time backwards).
@@ -89,36 +100,60 @@ impl Bucket {
         self.last_touched = Some(self.last_touched.map_or(now, |t| t.max(now)));
     }
 
-    /// Inserts `record` at the place its `last_seen` gives it (the front when it is the most recent).
-    /// The caller checks that there is room.
+    /// Inserts `record` as an entry at the place its `last_seen` gives it. The caller checks room and limits
+    /// and counts the subnet.
     pub(super) fn insert(&mut self, record: NodeRecord) {
+        if !record.verified {
+            self.inbound += 1;
+        }
         let at = self
             .entries
             .partition_point(|r| r.last_seen > record.last_seen);
         self.entries.insert(at, record);
     }
 
-    /// Marks the entry at `pos` as seen at `now`, moves it to its new place and touches the bucket.
-    pub(super) fn refresh(&mut self, pos: usize, now: Instant) {
-        if pos < self.entries.len() {
-            let mut record = self.entries.remove(pos);
+    /// Removes the entry at `pos` (the caller uncounts its subnet).
+    pub(super) fn take(&mut self, pos: usize) -> Option<NodeRecord> {
+        if pos >= self.entries.len() {
+            return None;
+        }
+        let removed = self.entries.remove(pos);
+        if !removed.verified {
+            self.inbound = self.inbound.saturating_sub(1);
+        }
+        Some(removed)
+    }
+
+    /// Marks the entry at `pos` as seen at `now` (if `answered`: verified, failures reset), moves it to its
+    /// new place and touches the bucket.
+    pub(super) fn refresh(&mut self, pos: usize, answered: bool, now: Instant) {
+        if let Some(mut record) = self.take(pos) {
             record.last_seen = record.last_seen.max(now);
+            if answered {
+                record.verified = true;
+                record.failures = 0;
+            }
             self.insert(record);
             self.touch(now);
         }
     }
 
-    /// Removes the entry at `pos`. A waiting candidate takes the freed slot, placed by the time it was
-    /// last seen (when it became the candidate).
-    pub(super) fn remove_at(&mut self, pos: usize) -> Option<NodeRecord> {
-        if pos >= self.entries.len() {
-            return None;
+    /// Puts `record` at the front of the cache (replacing an older copy of it), keeping at most
+    /// `per_subnet` candidates of its subnet (the oldest goes) and at most `capacity` in all.
+    pub(super) fn cache_front(&mut self, record: NodeRecord, capacity: usize, per_subnet: usize) {
+        self.cache.retain(|r| r.dht_id != record.dht_id);
+        if let Some(subnet) = record.subnet {
+            let same: Vec<usize> = (0..self.cache.len())
+                .filter(|&i| self.cache.get(i).is_some_and(|r| r.subnet == Some(subnet)))
+                .collect();
+            if same.len() >= per_subnet
+                && let Some(&oldest) = same.last()
+            {
+                self.cache.remove(oldest);
+            }
         }
-        let removed = self.entries.remove(pos);
-        if let Some(candidate) = self.pending.take() {
-            self.insert(candidate);
-        }
-        Some(removed)
+        self.cache.insert(0, record);
+        self.cache.truncate(capacity);
     }
 }
 
@@ -142,9 +177,14 @@ impl<'a> BucketRef<'a> {
         &self.bucket.entries
     }
 
-    /// The pending candidate, if any; its `last_seen` is when it became the candidate.
-    pub fn pending(&self) -> Option<&'a NodeRecord> {
-        self.bucket.pending.as_ref()
+    /// The replacement candidates, most recently seen first.
+    pub fn candidates(&self) -> &'a [NodeRecord] {
+        &self.bucket.cache
+    }
+
+    /// Entries that have not answered us yet (inbound-only).
+    pub fn inbound_only(&self) -> usize {
+        self.bucket.inbound
     }
 
     /// When an entry was last refreshed or inserted, or the bucket was touched; `None` if never.

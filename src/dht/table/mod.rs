@@ -1,7 +1,7 @@
 //! The Kademlia routing table.
 //!
 //! `bucket_count` k-buckets indexed by the common-prefix length (CPL) of a node's [`DhtId`] with ours; the
-//! last bucket takes every CPL `>= bucket_count - 1`. Each entry stores its `DhtId` next to its
+//! last bucket takes every CPL `>= bucket_count - 1`. Each entry stores its `DhtId` and subnet next to its
 //! [`NodeInfo`], so the hash is computed once per node, not per comparison.
 //!
 //! A pure data structure: no I/O, no runtime, no clock reads. Every operation that needs the time takes
@@ -12,16 +12,30 @@
 //! - **Order:** a bucket's entries are ordered by last seen, **most recent first**; the last one is the
 //!   least recently seen (LRU). Refreshing a node moves it to the front.
 //! - **Never ourselves, never twice:** our own id gets [`Entry::SelfEntry`]; a node is at most once in the
-//!   table, as an entry or as a pending candidate (a node can only belong to one bucket).
-//! - **Full bucket:** inserting into a full bucket makes the newcomer the bucket's *pending candidate* and
-//!   asks the caller to ping the LRU entry ([`InsertResult::Pending`]); the table never waits. The caller
-//!   reports with [`RoutingTable::on_ping_result`]: alive keeps the LRU (refreshed) and drops the
-//!   candidate; dead removes it and inserts the candidate as most recent.
-//! - **One candidate per bucket:** while a candidate waits, further newcomers are refused
-//!   ([`InsertResult::Full`]) unless the candidate has waited longer than
-//!   [`TableConfig::pending_timeout`]; then the newcomer replaces it and the LRU is to be pinged again.
-//!   A candidate exists only while its bucket is full: when an entry is removed, the candidate takes
-//!   the freed slot.
+//!   table, as an entry or as a replacement candidate (a node can only belong to one bucket).
+//! - **Answered or inbound-only:** [`RoutingTable::update`] says how the node was seen. [`Seen::Answered`]
+//!   (it answered a request of ours) makes a *verified* entry; [`Seen::Inbound`] (it only contacted us)
+//!   makes an *inbound-only* entry, at most [`TableConfig::max_inbound_per_bucket`] per bucket, which
+//!   becomes verified when it answers us. Only verified entries are served to others
+//!   ([`RoutingTable::nearest_verified`]); all entries may be used by us ([`RoutingTable::nearest`]).
+//! - **Subnet limits:** at most [`TableConfig::max_per_subnet_bucket`] entries of one subnet (IPv4 /24,
+//!   IPv6 /48, see [`crate::dht::subnet`]) per bucket and [`TableConfig::max_per_subnet_table`] in the
+//!   table, checked on insert, on an address change and for candidates (on entering the cache and on
+//!   promotion). A per-subnet counter keeps the table-wide check O(1). Exempt addresses
+//!   ([`SubnetPolicy::exempt_local`]) are not limited.
+//! - **Full bucket:** a verified newcomer to a full bucket goes to the front of the bucket's replacement
+//!   cache (at most [`TableConfig::replacement_cache`] candidates, most recently seen first, deduplicated,
+//!   at most `max_per_subnet_bucket` of one subnet) and the caller is asked to ping the LRU entry
+//!   ([`UpdateOutcome::PingNeeded`]) unless such a ping was asked for within
+//!   [`TableConfig::pending_timeout`]; the table never waits. The caller reports with
+//!   [`RoutingTable::on_ping_result`]: alive keeps the LRU (refreshed), dead removes it. An inbound-only
+//!   newcomer to a full bucket is refused.
+//! - **Promotion:** whenever an entry is removed (dead ping, repeated failures, [`RoutingTable::remove`]),
+//!   the most recent candidate that fits the subnet limits takes the slot; candidates that do not fit are
+//!   dropped, so the cache is empty unless its bucket is full.
+//! - **Failures:** [`RoutingTable::on_request_failed`] counts an entry's consecutive failed requests; at
+//!   [`TableConfig::max_failures`] it is removed (and replaced from the cache). A failed candidate is
+//!   dropped. Seeing the node as [`Seen::Answered`] (or a live ping) resets the count.
 //! - **Refresh:** a bucket is *touched* when an entry is inserted or refreshed, or through
 //!   [`RoutingTable::touch_bucket`] after a lookup into it; [`RoutingTable::stale_buckets`] lists those
 //!   not touched recently.
@@ -36,24 +50,38 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use bucket::{BucketRef, NodeRecord};
-pub use entry::{AbsentEntry, Entry, InsertResult, PendingEntry, PresentEntry};
+pub use entry::{AbsentEntry, CandidateEntry, Entry, PresentEntry};
 
+use crate::dht::subnet::{SubnetCounts, SubnetPolicy};
 use crate::identity::{DhtId, Distance, NodeId};
 use crate::peer::NodeInfo;
 use bucket::Bucket;
+use entry::Slot;
 
 /// Most buckets that can ever hold a node: one per possible CPL of two distinct 256-bit ids.
 const MAX_BUCKETS: usize = 256;
 
-/// Routing table sizes and timeouts.
+/// Routing table sizes, limits and timeouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableConfig {
     /// Number of buckets (default 20); the last takes every longer prefix. Kept within `1..=256`.
     pub bucket_count: usize,
     /// k: entries per bucket (default 20). At least 1.
     pub bucket_size: usize,
-    /// How long a pending candidate blocks other newcomers to its bucket (default 10 s).
+    /// How long an asked-for LRU ping blocks asking for another in its bucket (default 10 s).
     pub pending_timeout: Duration,
+    /// Replacement candidates per bucket (default 5; 0: none, a full bucket refuses newcomers).
+    pub replacement_cache: usize,
+    /// Inbound-only entries per bucket (default 10, half of k).
+    pub max_inbound_per_bucket: usize,
+    /// Entries of one subnet per bucket (default 2). At least 1.
+    pub max_per_subnet_bucket: usize,
+    /// Entries of one subnet in the table (default 10). At least 1.
+    pub max_per_subnet_table: usize,
+    /// Which addresses the subnet limits apply to.
+    pub subnets: SubnetPolicy,
+    /// Consecutive failed requests that remove an entry (default 2). At least 1.
+    pub max_failures: u32,
 }
 
 impl Default for TableConfig {
@@ -62,18 +90,37 @@ impl Default for TableConfig {
             bucket_count: 20,
             bucket_size: 20,
             pending_timeout: Duration::from_secs(10),
+            replacement_cache: 5,
+            max_inbound_per_bucket: 10,
+            max_per_subnet_bucket: 2,
+            max_per_subnet_table: 10,
+            subnets: SubnetPolicy::default(),
+            max_failures: 2,
         }
     }
 }
 
-/// The result of [`RoutingTable::update`].
+/// How a node was just seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// It answered a request of ours: it becomes (or stays) verified and is served to others, and its
+    /// failure count is reset.
+    Answered,
+    /// It contacted us (a request, a one-way or gossip message): an inbound-only entry if new.
+    Inbound,
+}
+
+/// The result of [`RoutingTable::update`] and [`AbsentEntry::insert`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpdateOutcome {
-    /// The node was known: it is now its bucket's most recently seen entry.
+    /// The node was an entry: it is now its bucket's most recently seen entry.
     Refreshed,
     /// The node was new and its bucket had room.
     Inserted,
-    /// The bucket is full: the node is the pending candidate; ping `lru` and report with
+    /// The bucket is full: the node is (now) the most recent replacement candidate, and a ping of the
+    /// least-recently-seen entry is already in progress.
+    Cached,
+    /// The bucket is full: the node is the most recent replacement candidate; ping `lru` and report with
     /// [`RoutingTable::on_ping_result`].
     PingNeeded {
         /// The least-recently-seen entry to ping.
@@ -86,33 +133,66 @@ pub enum UpdateOutcome {
     },
 }
 
-/// Why [`RoutingTable::update`] did not add a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why the table did not add a node (or change its address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RejectReason {
     /// The node is us.
     SelfId,
-    /// The node is already its bucket's pending candidate, waiting for a ping result.
-    AlreadyPending,
-    /// The bucket is full and another candidate is waiting.
+    /// The bucket already holds `max_per_subnet_bucket` entries of the node's subnet.
+    SubnetBucket,
+    /// The table already holds `max_per_subnet_table` entries of the node's subnet.
+    SubnetTable,
+    /// The bucket already holds `max_inbound_per_bucket` inbound-only entries.
+    InboundLimit,
+    /// The bucket is full and the node has not answered us (or there is no replacement cache).
     BucketFull,
+}
+
+impl RejectReason {
+    /// A short snake_case name (for metric labels).
+    pub fn label(&self) -> &'static str {
+        match self {
+            RejectReason::SelfId => "self",
+            RejectReason::SubnetBucket => "subnet_bucket",
+            RejectReason::SubnetTable => "subnet_table",
+            RejectReason::InboundLimit => "inbound_limit",
+            RejectReason::BucketFull => "bucket_full",
+        }
+    }
 }
 
 /// What [`RoutingTable::on_ping_result`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PingOutcome {
-    /// The node answered: it was refreshed, and its bucket's candidate (if any) dropped.
-    Kept {
-        /// The dropped candidate.
-        dropped: Option<NodeInfo>,
-    },
-    /// The node did not answer: it was removed, and its bucket's candidate (if any) inserted.
+    /// The node answered: it was refreshed (and its failure count reset).
+    Kept,
+    /// The node did not answer: it was removed, and a candidate (if any fitted) took its slot.
     Evicted {
         /// The removed node.
         removed: NodeInfo,
         /// The candidate that took its slot.
         promoted: Option<NodeInfo>,
     },
-    /// The node is not an entry of the table (removed meanwhile, pending, unknown or us): nothing changed.
+    /// The node is not an entry of the table (removed meanwhile, a candidate, unknown or us): nothing
+    /// changed.
+    Unknown,
+}
+
+/// What [`RoutingTable::on_request_failed`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureOutcome {
+    /// The entry's consecutive failures, now this many (below `max_failures`).
+    Counted(u32),
+    /// The entry reached `max_failures`: it was removed, and a candidate (if any fitted) took its slot.
+    Evicted {
+        /// The removed node.
+        removed: NodeInfo,
+        /// The candidate that took its slot.
+        promoted: Option<NodeInfo>,
+    },
+    /// The node was a replacement candidate: it was dropped.
+    CandidateDropped,
+    /// The node is neither an entry nor a candidate.
     Unknown,
 }
 
@@ -125,15 +205,20 @@ pub struct RoutingTable {
     cfg: TableConfig,
     /// `cfg.bucket_count` buckets; bucket `i` holds the nodes whose CPL with `local` is `i` (the last: `>= i`).
     buckets: Vec<Bucket>,
+    /// Entries per subnet, over all buckets (candidates not counted).
+    subnets: SubnetCounts,
 }
 
 impl RoutingTable {
-    /// An empty table around `local`. `bucket_count` is brought into `1..=256` and `bucket_size` to at
-    /// least 1.
+    /// An empty table around `local`. `bucket_count` is brought into `1..=256`; `bucket_size`, the subnet
+    /// limits and `max_failures` to at least 1.
     pub fn new(local: DhtId, cfg: TableConfig) -> Self {
         let cfg = TableConfig {
             bucket_count: cfg.bucket_count.clamp(1, MAX_BUCKETS),
             bucket_size: cfg.bucket_size.max(1),
+            max_per_subnet_bucket: cfg.max_per_subnet_bucket.max(1),
+            max_per_subnet_table: cfg.max_per_subnet_table.max(1),
+            max_failures: cfg.max_failures.max(1),
             ..cfg
         };
         let buckets = (0..cfg.bucket_count)
@@ -143,6 +228,7 @@ impl RoutingTable {
             local,
             cfg,
             buckets,
+            subnets: SubnetCounts::default(),
         }
     }
 
@@ -168,88 +254,121 @@ impl RoutingTable {
     /// What the table knows about `node`, with the operations allowed in that state.
     pub fn entry(&mut self, node: &NodeInfo) -> Entry<'_> {
         let dht_id = node.dht_id();
-        let TableConfig {
-            bucket_size,
-            pending_timeout,
-            ..
-        } = self.cfg;
-        let Some(bucket) = self.bucket_mut(&dht_id) else {
+        let Some(slot) = self.slot(&dht_id) else {
             return Entry::SelfEntry;
         };
-        if let Some((pos, record)) = bucket.find(&dht_id).map(|(pos, r)| (pos, *r)) {
-            return Entry::Present(PresentEntry::new(bucket, pos, record));
+        if let Some((pos, record)) = slot
+            .bucket
+            .find(&dht_id)
+            .and_then(|pos| Some((pos, *slot.bucket.entries.get(pos)?)))
+        {
+            return Entry::Present(PresentEntry::new(slot, pos, record));
         }
-        if let Some(record) = bucket.pending_with(&dht_id).copied() {
-            return Entry::Pending(PendingEntry::new(bucket, record));
+        if let Some((pos, record)) = slot
+            .bucket
+            .find_candidate(&dht_id)
+            .and_then(|pos| Some((pos, *slot.bucket.cache.get(pos)?)))
+        {
+            return Entry::Candidate(CandidateEntry::new(slot, pos, record));
         }
-        Entry::Absent(AbsentEntry::new(
-            bucket,
-            *node,
-            dht_id,
-            bucket_size,
-            pending_timeout,
-        ))
+        Entry::Absent(AbsentEntry::new(slot, *node, dht_id))
     }
 
-    /// "We just saw `node`": refreshes it if known, otherwise tries to insert it. Addresses of known
-    /// nodes are kept; use [`entry`](Self::entry) to change one.
-    pub fn update(&mut self, node: &NodeInfo, now: Instant) -> UpdateOutcome {
-        let rejected = |reason| UpdateOutcome::Rejected { reason };
+    /// "We just saw `node`" as `seen` says: refreshes it if it is an entry (verifying it if it answered),
+    /// moves it to the front of the cache if it is a candidate, otherwise tries to insert it. Addresses of
+    /// known nodes are kept; use [`entry`](Self::entry) to change one.
+    pub fn update(&mut self, node: &NodeInfo, seen: Seen, now: Instant) -> UpdateOutcome {
         match self.entry(node) {
             Entry::Present(entry) => {
-                entry.refresh(now);
+                entry.refresh(seen, now);
                 UpdateOutcome::Refreshed
             }
-            Entry::Absent(entry) => match entry.insert(now) {
-                InsertResult::Inserted => UpdateOutcome::Inserted,
-                InsertResult::Pending { disconnected_lru } => UpdateOutcome::PingNeeded {
-                    lru: disconnected_lru,
-                },
-                InsertResult::Full => rejected(RejectReason::BucketFull),
+            Entry::Candidate(entry) => entry.refresh(now),
+            Entry::Absent(entry) => entry.insert(seen, now),
+            Entry::SelfEntry => UpdateOutcome::Rejected {
+                reason: RejectReason::SelfId,
             },
-            Entry::Pending(_) => rejected(RejectReason::AlreadyPending),
-            Entry::SelfEntry => rejected(RejectReason::SelfId),
         }
     }
 
-    /// Reports the ping of entry `id` (normally the LRU named by [`InsertResult::Pending`]).
+    /// Reports the ping of entry `id` (normally the LRU named by [`UpdateOutcome::PingNeeded`]).
     ///
-    /// `alive`: the entry is refreshed (moved to most recent) and the bucket's candidate dropped.
-    /// Dead: the entry is removed and the candidate, if any, inserted as most recently seen at `now`.
-    /// This holds even if `id` is no longer the LRU; if `id` is no entry, nothing changes.
+    /// `alive`: the entry is refreshed (moved to most recent, verified, failures reset). Dead: the entry is
+    /// removed and the most recent fitting candidate takes its slot. This holds even if `id` is no longer
+    /// the LRU; if `id` is no entry, nothing changes. Either way the bucket may ask for a new ping.
     pub fn on_ping_result(&mut self, id: &NodeId, alive: bool, now: Instant) -> PingOutcome {
         let dht_id = id.dht_id();
-        let Some(bucket) = self.bucket_mut(&dht_id) else {
+        let Some(mut slot) = self.slot(&dht_id) else {
             return PingOutcome::Unknown;
         };
-        let Some((pos, _)) = bucket.find(&dht_id) else {
+        slot.bucket.ping_since = None;
+        let Some(pos) = slot.bucket.find(&dht_id) else {
             return PingOutcome::Unknown;
         };
-        let candidate = bucket.pending.take();
         if alive {
-            bucket.refresh(pos, now);
-            return PingOutcome::Kept {
-                dropped: candidate.map(|c| c.node),
+            slot.bucket.refresh(pos, true, now);
+            return PingOutcome::Kept;
+        }
+        match slot.remove(pos) {
+            Some((removed, promoted)) => PingOutcome::Evicted {
+                removed: removed.node,
+                promoted,
+            },
+            None => PingOutcome::Unknown,
+        }
+    }
+
+    /// A request of ours to `id` failed (error, timeout or an invalid answer): counts it for an entry and
+    /// removes the entry at `max_failures` in a row; drops a candidate.
+    pub fn on_request_failed(&mut self, id: &NodeId) -> FailureOutcome {
+        let dht_id = id.dht_id();
+        let max = self.cfg.max_failures;
+        let Some(mut slot) = self.slot(&dht_id) else {
+            return FailureOutcome::Unknown;
+        };
+        if let Some(pos) = slot.bucket.find(&dht_id) {
+            let Some(record) = slot.bucket.entries.get_mut(pos) else {
+                return FailureOutcome::Unknown;
+            };
+            record.failures = record.failures.saturating_add(1);
+            if record.failures < max {
+                return FailureOutcome::Counted(record.failures);
+            }
+            return match slot.remove(pos) {
+                Some((removed, promoted)) => FailureOutcome::Evicted {
+                    removed: removed.node,
+                    promoted,
+                },
+                None => FailureOutcome::Unknown,
             };
         }
-        let Some(removed) = bucket.remove_at(pos) else {
-            return PingOutcome::Unknown;
-        };
-        let promoted = candidate.map(|mut c| {
-            c.last_seen = now;
-            bucket.insert(c);
-            bucket.touch(now);
-            c.node
-        });
-        PingOutcome::Evicted {
-            removed: removed.node,
-            promoted,
+        match slot.bucket.find_candidate(&dht_id) {
+            Some(pos) => {
+                slot.bucket.cache.remove(pos);
+                FailureOutcome::CandidateDropped
+            }
+            None => FailureOutcome::Unknown,
         }
     }
 
     /// Up to `n` entries sorted by XOR distance to `target`, closest first (`target` itself first if
-    /// present). Pending candidates are not included.
+    /// present), inbound-only entries included: for our own lookups. Candidates are not included.
     pub fn nearest(&self, target: &DhtId, n: usize) -> Vec<NodeInfo> {
+        self.nearest_where(target, n, |_| true)
+    }
+
+    /// Like [`nearest`](Self::nearest), verified entries only: what we serve to others.
+    pub fn nearest_verified(&self, target: &DhtId, n: usize) -> Vec<NodeInfo> {
+        self.nearest_where(target, n, NodeRecord::is_verified)
+    }
+
+    /// Up to `n` entries matching `keep`, closest to `target` first.
+    fn nearest_where(
+        &self,
+        target: &DhtId,
+        n: usize,
+        keep: impl Fn(&NodeRecord) -> bool,
+    ) -> Vec<NodeInfo> {
         // Buckets grouped into tiers of strictly decreasing closeness to `target`: with c = the target's
         // bucket, entries of bucket c share more than c bits with it, those of buckets above c exactly c,
         // and those of a bucket i below c exactly i. Sorting tier by tier until n are found is enough.
@@ -270,6 +389,7 @@ impl RoutingTable {
                 buckets
                     .iter()
                     .flat_map(|b| &b.entries)
+                    .filter(|r| keep(r))
                     .map(|r| (r.dht_id.distance(target), r)),
             );
             if let Some(added) = found.get_mut(start..) {
@@ -279,31 +399,34 @@ impl RoutingTable {
         found.into_iter().take(n).map(|(_, r)| r.node).collect()
     }
 
-    /// Removes `id`, whether an entry or a pending candidate. When an entry is removed, its bucket's
-    /// candidate (if any) takes the slot, placed by the time it became the candidate.
+    /// Removes `id`, whether an entry or a candidate. When an entry is removed, the most recent candidate
+    /// that fits the subnet limits takes the slot.
     pub fn remove(&mut self, id: &NodeId) -> Option<NodeInfo> {
         let dht_id = id.dht_id();
-        let bucket = self.bucket_mut(&dht_id)?;
-        if let Some((pos, _)) = bucket.find(&dht_id) {
-            return bucket.remove_at(pos).map(|r| r.node);
+        let mut slot = self.slot(&dht_id)?;
+        if let Some(pos) = slot.bucket.find(&dht_id) {
+            return slot.remove(pos).map(|(removed, _)| removed.node);
         }
-        bucket.pending_with(&dht_id)?;
-        bucket.pending.take().map(|r| r.node)
+        let pos = slot.bucket.find_candidate(&dht_id)?;
+        Some(slot.bucket.cache.remove(pos).node)
     }
 
-    /// The entry `id` (pending candidates are not entries).
+    /// The entry `id` (candidates are not entries).
     pub fn get(&self, id: &NodeId) -> Option<NodeInfo> {
-        let dht_id = id.dht_id();
-        let bucket = self.buckets.get(self.bucket_index(&dht_id)?)?;
-        bucket.find(&dht_id).map(|(_, r)| r.node)
+        self.record(id).map(|r| r.node)
     }
 
-    /// Whether `id` is an entry (pending candidates are not entries).
+    /// Whether `id` is an entry (candidates are not entries).
     pub fn contains(&self, id: &NodeId) -> bool {
-        self.get(id).is_some()
+        self.record(id).is_some()
     }
 
-    /// Number of entries (pending candidates not counted).
+    /// Whether `id` is a verified entry: one we serve to others.
+    pub fn is_verified(&self, id: &NodeId) -> bool {
+        self.record(id).is_some_and(NodeRecord::is_verified)
+    }
+
+    /// Number of entries (candidates not counted).
     pub fn len(&self) -> usize {
         self.buckets.iter().map(|b| b.entries.len()).sum()
     }
@@ -353,10 +476,21 @@ impl RoutingTable {
         self.buckets.len().saturating_sub(1)
     }
 
-    /// The bucket `id` belongs to; `None` for our own id.
-    fn bucket_mut(&mut self, id: &DhtId) -> Option<&mut Bucket> {
-        self.bucket_index(id)
-            .and_then(|idx| self.buckets.get_mut(idx))
+    /// The bucket `id` belongs to, with the table-wide state its changes update; `None` for our own id.
+    fn slot(&mut self, id: &DhtId) -> Option<Slot<'_>> {
+        let idx = self.bucket_index(id)?;
+        Some(Slot {
+            bucket: self.buckets.get_mut(idx)?,
+            subnets: &mut self.subnets,
+            cfg: self.cfg,
+        })
+    }
+
+    /// The entry record of `id`.
+    fn record(&self, id: &NodeId) -> Option<&NodeRecord> {
+        let dht_id = id.dht_id();
+        let bucket = self.buckets.get(self.bucket_index(&dht_id)?)?;
+        bucket.find(&dht_id).and_then(|pos| bucket.entries.get(pos))
     }
 
     /// Indices of the buckets matching `pred`.
