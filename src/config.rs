@@ -253,7 +253,7 @@ impl Default for DhtConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LookupSettings {
-    /// S/Kademlia disjoint paths per lookup, 1 to 8 (default 1: measured, see README; 1 is a plain lookup).
+    /// S/Kademlia disjoint paths per lookup, 1 to 8 (default 2: measured under `poison`, see README; 1 is a plain lookup).
     pub disjoint_paths: usize,
     /// Most candidates of one subnet (IPv4 /24, IPv6 /48) a lookup path keeps (default 5).
     pub max_per_subnet: usize,
@@ -262,7 +262,7 @@ pub struct LookupSettings {
 impl Default for LookupSettings {
     fn default() -> Self {
         Self {
-            disjoint_paths: 1,
+            disjoint_paths: 2,
             max_per_subnet: 5,
         }
     }

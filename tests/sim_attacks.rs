@@ -148,7 +148,10 @@ fn garbage_answers_reach_the_requester_and_are_rejected_as_malformed() {
 fn colluders_answer_with_each_other_and_honest_nodes_answer_as_ever() {
     on_sim(3, async |net| {
         let mut rng = StdRng::seed_from_u64(103);
-        let a = net.add_node(sim::node_config()).await.unwrap();
+        // One lookup path: its per-subnet cap is what this test counts.
+        let mut one_path = sim::node_config();
+        one_path.lookup.disjoint_paths = 1;
+        let a = net.add_node(one_path).await.unwrap();
         let honest = net.add_node(sim::node_config()).await.unwrap();
         let colluders = add_at(net, 6, &mut rng).await;
         let ids: BTreeSet<_> = colluders.iter().map(|c| c.local_node().id).collect();

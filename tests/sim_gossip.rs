@@ -256,32 +256,39 @@ fn a_relay_that_alters_a_message_is_rejected_at_the_next_hop_and_delivered_nowhe
         assert_eq!(total(nodes, |s| &s.delivered), 0);
         assert_eq!(total(nodes, |s| &s.sent), 0, "nothing was relayed");
 
-        // The genuine message through the same relay, to one node, reaches every node once: the
-        // altered ones, which the nodes rejected, did not mark it seen anywhere.
-        let (first, target) = targets[targets.len() / 2];
-        relay
-            .send_raw_envelope(
-                &target.local_node(),
-                common::gossip_envelope(&version, &base),
-            )
-            .await
-            .unwrap();
+        // The genuine message through the same relay, to every other node, is delivered by each once:
+        // the altered ones, which the nodes rejected, did not mark it seen anywhere. (Sent to every node,
+        // as the altered ones were: injected at one node by a relay that is not its author, it would be
+        // covered in that node's subtree only and reach the rest by the random layer alone.)
+        for (_, target) in &targets {
+            relay
+                .send_raw_envelope(
+                    &target.local_node(),
+                    common::gossip_envelope(&version, &base),
+                )
+                .await
+                .unwrap();
+        }
         idle(net).await;
         let author_id: NodeId = author.node_id();
         for (i, inbox) in news.iter_mut().enumerate() {
+            if nodes[i].local_node().id == relay_id {
+                continue; // it handed the message out; whether a copy comes back is up to the relays
+            }
             let m = inbox.try_recv().unwrap();
             assert_eq!(m.data(), b"genuine", "node {i}");
             assert_eq!(m.author(), &author_id);
             assert_eq!(m.gossip_id(), Some(genuine.id()));
-            if i == first {
-                assert_eq!(m.sender().id, relay_id);
-            }
             assert_empty(inbox, &format!("node {i}"));
         }
         for (i, inbox) in sports.iter_mut().enumerate() {
             assert_empty(inbox, &format!("node {i} (sports)"));
         }
-        assert_eq!(total(nodes, |s| &s.delivered) as usize, nodes.len());
+        let delivered = total(nodes, |s| &s.delivered) as usize;
+        assert!(
+            (nodes.len() - 1..=nodes.len()).contains(&delivered),
+            "{delivered}"
+        );
         // The genuine copy cost the relay no new penalty.
         assert!(targets.iter().all(|(_, t)| t.penalties(&relay_id) == 3));
     });

@@ -262,11 +262,14 @@ fn the_same_seed_gives_the_same_run_and_another_seed_another() {
 
 #[test]
 fn runs_with_faults_are_reproducible_too() {
-    // A seed whose lookups reach the dropping nodes (tables of 23 nodes are nearly complete, so most
-    // lookups find their target among their seeds).
-    let first = fingerprint(35, true);
-    assert!(first.2.dropped.fault > 0, "{:?}", first.2);
-    assert_eq!(first, fingerprint(35, true));
+    // The first seed from 30 on whose lookups reach the dropping nodes (tables of 23 nodes are nearly
+    // complete, so most lookups find their target among their seeds): a fixed seed, found the same way
+    // on every run, that keeps working when table or lookup details change.
+    let (seed, first) = (30..80)
+        .map(|seed| (seed, fingerprint(seed, true)))
+        .find(|(_, run)| run.2.dropped.fault > 0)
+        .expect("some seed's lookups meet a dropping node");
+    assert_eq!(first, fingerprint(seed, true));
 }
 
 #[test]
