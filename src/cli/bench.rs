@@ -278,8 +278,14 @@ fn print_gossip(g: &GossipSection, nodes: usize, time_base: &str) {
 }
 
 fn print_attack(a: &AttackSection) {
+    // The <= 10 target is the eclipse one (Sybils from one /24); poison's colluders each have a /24.
+    let target = if a.victim_attacker_entries.is_some() {
+        " (target <= 10)"
+    } else {
+        ""
+    };
     println!(
-        "attack     {} attackers ({}): attacker entries in honest tables max {} (target <= 10), mean \
+        "attack     {} attackers ({}): attacker entries in honest tables max {}{target}, mean \
          {:.1}, {} tables with any",
         a.attackers,
         a.strategy,
