@@ -205,8 +205,14 @@ pub struct PublicKey(VerifyingKey);
 
 impl PublicKey {
     /// Parses a SEC1 key: 33 bytes compressed or 65 bytes uncompressed. Rejects points not on the curve.
+    ///
+    /// Only the tags of those two forms are accepted (0x02/0x03, 0x04): the SEC1 parser underneath also
+    /// takes the 33-byte "compact" form (tag 0x05), another wire form of the same key.
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, IdentityError> {
-        if bytes.len() != 33 && bytes.len() != 65 {
+        if !matches!(
+            (bytes.len(), bytes.first()),
+            (33, Some(2 | 3)) | (65, Some(4))
+        ) {
             return Err(IdentityError::InvalidPublicKey { len: bytes.len() });
         }
         VerifyingKey::from_sec1_bytes(bytes)
@@ -460,6 +466,21 @@ mod tests {
             NodeId::from_compressed_unverified(&id.as_bytes()[..32]).is_err(),
             "short"
         );
+    }
+
+    /// Found by the `proto_decode` fuzz target: a gossip author key re-tagged 0x05 (SEC1 "compact")
+    /// was accepted and re-encoded as 0x02/0x03, so one message had two wire forms.
+    #[test]
+    fn only_compressed_and_uncompressed_tags_are_accepted() {
+        let key = Keypair::random().public().to_compressed();
+        assert!(PublicKey::from_sec1(&key).is_ok());
+        let mut compact = key;
+        compact[0] = 0x05;
+        assert!(matches!(
+            PublicKey::from_sec1(&compact),
+            Err(IdentityError::InvalidPublicKey { len: 33 })
+        ));
+        assert!(NodeId::from_bytes(&compact).is_err());
     }
 
     #[test]

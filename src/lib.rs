@@ -67,6 +67,8 @@ pub mod crypto;
 pub mod daemon;
 pub mod dht;
 pub mod error;
+/// Fuzzing harnesses: hostile bytes through the real decoders and state machines (see `fuzz/`).
+pub mod fuzzing;
 pub mod gossip;
 pub mod identity;
 pub mod metrics;

@@ -62,6 +62,8 @@ pub struct FrameCodec {
     inner: LengthDelimitedCodec,
     /// Largest body accepted or sent.
     max_frame_len: usize,
+    /// True once a length prefix was consumed and its body is not complete yet.
+    mid_frame: bool,
 }
 
 impl FrameCodec {
@@ -75,6 +77,7 @@ impl FrameCodec {
         Self {
             inner,
             max_frame_len,
+            mid_frame: false,
         }
     }
 
@@ -102,15 +105,20 @@ impl Decoder for FrameCodec {
             head.copy_from_slice(&src[..4]);
             u32::from_be_bytes(head) as usize
         });
-        self.inner
+        let before = src.len();
+        let frame = self
+            .inner
             .decode(src)
-            .map_err(|e| self.map_err(announced, e))
+            .map_err(|e| self.map_err(announced, e))?;
+        // The inner codec consumes a length prefix as soon as it has one, before the body arrives.
+        self.mid_frame = frame.is_none() && (self.mid_frame || src.len() < before);
+        Ok(frame)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, WireError> {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
-            None if src.is_empty() => Ok(None),
+            None if src.is_empty() && !self.mid_frame => Ok(None),
             None => Err(WireError::Truncated),
         }
     }
@@ -219,6 +227,33 @@ mod tests {
             codec.decode_eof(&mut buf),
             Err(WireError::Truncated)
         ));
+    }
+
+    /// Found by the `frame_decoder` fuzz target: a stream ending right after a length prefix was a
+    /// clean end, because the inner codec had already consumed the prefix.
+    #[test]
+    fn length_prefix_without_body_at_eof_is_truncated() {
+        let mut codec = FrameCodec::new(1024);
+        let mut buf = BytesMut::from(&[0, 0, 0, 6][..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(matches!(
+            codec.decode_eof(&mut buf),
+            Err(WireError::Truncated)
+        ));
+        // A complete frame, then nothing: a clean end.
+        let mut buf = BytesMut::from(&[0, 0, 0, 1, 7][..]);
+        assert_eq!(
+            codec_frames(&mut FrameCodec::new(1024), &mut buf),
+            vec![vec![7]]
+        );
+    }
+
+    fn codec_frames(codec: &mut FrameCodec, buf: &mut BytesMut) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(frame) = codec.decode_eof(buf).unwrap() {
+            out.push(frame.to_vec());
+        }
+        out
     }
 
     #[test]
