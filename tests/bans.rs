@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{RawPeer, WAIT, local_config, node, now_ms, wait_event};
+use common::{RawPeer, WAIT, echo_node, local_config, node, now_ms, wait_event};
 use futures::{SinkExt, StreamExt};
 use kadmesh::ban::{Ban, BanError, BanReason, BanTarget, Offence};
 use kadmesh::daemon::{Daemon, NodeSettings};
@@ -21,19 +21,6 @@ use kadmesh::{Error, Keypair, NodeId, Swarm, SwarmEvent};
 use rand::Rng;
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
-
-/// A node that answers every request on "echo" with its payload.
-async fn echo_node(config: kadmesh::Config) -> Swarm {
-    common::init_tracing();
-    let node = Swarm::start(config).await.unwrap();
-    let mut inbox = node.register_protocol("echo").unwrap();
-    tokio::spawn(async move {
-        while let Some(m) = inbox.recv().await {
-            let _ = m.respond(m.payload().clone()).await;
-        }
-    });
-    node
-}
 
 /// Waits for the node to ban `target`.
 async fn banned(events: &mut broadcast::Receiver<SwarmEvent>, target: BanTarget) -> Ban {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{RawPeer, WAIT, handshake_config, local_config, now_ms, wait_event};
+use common::{RawPeer, WAIT, echo_node, handshake_config, local_config, now_ms, wait_event};
 use kadmesh::crypto::handshake::Initiator;
 use kadmesh::metrics::NodeMetrics;
 use kadmesh::swarm::{DropReason, ProtocolOptions};
@@ -21,19 +21,6 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::broadcast;
 
 type Events = broadcast::Receiver<SwarmEvent>;
-
-/// A node that answers "echo" requests.
-async fn echo_node(config: Config) -> Swarm {
-    common::init_tracing();
-    let node = Swarm::start(config).await.unwrap();
-    let mut inbox = node.register_protocol("echo").unwrap();
-    tokio::spawn(async move {
-        while let Some(m) = inbox.recv().await {
-            let _ = m.respond(m.payload().clone()).await;
-        }
-    });
-    node
-}
 
 /// A config that limits loopback like any other address.
 fn public_config() -> Config {

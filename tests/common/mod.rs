@@ -25,6 +25,19 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Starts a node with `config` that answers every request on "echo" with its payload.
+pub async fn echo_node(config: Config) -> Swarm {
+    init_tracing();
+    let node = Swarm::start(config).await.unwrap();
+    let mut inbox = node.register_protocol("echo").unwrap();
+    tokio::spawn(async move {
+        while let Some(m) = inbox.recv().await {
+            let _ = m.respond(m.payload().clone()).await;
+        }
+    });
+    node
+}
+
 /// Starts a node with [`local_config`].
 pub async fn node() -> Swarm {
     init_tracing();
