@@ -43,7 +43,7 @@
 //! | `kadmesh_lookup_responses_rejected_total` | counter | `reason` (`oversized`, `duplicate`, `lists_responder`, `unroutable`, `unsorted`) |
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus::proto::{self, MetricFamily, MetricType};
@@ -309,14 +309,7 @@ impl NodeMetrics {
                 &stats.lookups,
             ),
         ];
-        for (name, help, value) in counters {
-            out.push(single(
-                name,
-                help,
-                MetricType::COUNTER,
-                value.load(Ordering::Relaxed) as f64,
-            ));
-        }
+        out.extend(plain_counters(&counters));
         let g = &stats.gossip;
         let gossip = [
             (
@@ -360,14 +353,7 @@ impl NodeMetrics {
                 &g.penalties,
             ),
         ];
-        for (name, help, value) in gossip {
-            out.push(single(
-                name,
-                help,
-                MetricType::COUNTER,
-                value.load(Ordering::Relaxed) as f64,
-            ));
-        }
+        out.extend(plain_counters(&gossip));
         let rejected = [
             ("relay_queue_full", &g.relay_dropped),
             ("malformed", &g.rejected_malformed),
@@ -625,14 +611,7 @@ fn dht_defences(swarm: &Swarm) -> Vec<MetricFamily> {
             &d.verify_skipped,
         ),
     ];
-    out.extend(counters.iter().map(|(name, help, value)| {
-        single(
-            name,
-            help,
-            MetricType::COUNTER,
-            value.load(Ordering::Relaxed) as f64,
-        )
-    }));
+    out.extend(plain_counters(&counters));
     out
 }
 
@@ -672,6 +651,18 @@ fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<proto::Metric>)
     f.set_field_type(kind);
     f.set_metric(metrics);
     f
+}
+
+/// One unlabelled counter family per `(name, help, value)`.
+fn plain_counters(counters: &[(&str, &str, &AtomicU64)]) -> impl Iterator<Item = MetricFamily> {
+    counters.iter().map(|(name, help, value)| {
+        single(
+            name,
+            help,
+            MetricType::COUNTER,
+            value.load(Ordering::Relaxed) as f64,
+        )
+    })
 }
 
 fn single(name: &str, help: &str, kind: MetricType, value: f64) -> MetricFamily {
